@@ -1,0 +1,101 @@
+//! `zeroq eval`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use zeroq::data::{self, Preprocess};
+use zeroq::engine::Plan;
+
+use super::Output;
+
+/// Arguments of `zeroq eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// ONNX model (FP32 or quantized QDQ).
+    pub model: PathBuf,
+    /// Labelled data: `cifar10:PATH` (CIFAR-10 binary) or `folder:DIR` (images + labels.txt).
+    #[arg(long)]
+    pub data: String,
+    /// Preprocessing preset: cifar10 (32x32, no resize) or imagenet (resize 256, crop 224).
+    #[arg(long, default_value = "cifar10")]
+    pub preset: String,
+    /// Override the preset's resize (shorter side, pixels).
+    #[arg(long)]
+    pub resize: Option<usize>,
+    /// Override the preset's centre crop (pixels).
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// Override the preset's per-channel mean, e.g. 0.485,0.456,0.406.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub mean: Option<Vec<f32>>,
+    /// Override the preset's per-channel std, e.g. 0.229,0.224,0.225.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub std: Option<Vec<f32>>,
+    /// Evaluate an evenly strided subset of N images (every k-th), not the first N.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 250)]
+    pub batch: usize,
+    /// Save the logits as float32 [N, classes] .npy.
+    #[arg(long)]
+    pub save_logits: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct EvalJson<'a> {
+    model: String,
+    data: String,
+    #[serde(flatten)]
+    report: &'a zeroq::eval::EvalReport,
+}
+
+/// Builds the preprocessing from the preset and overrides.
+pub fn preprocess_from(preset: &str, resize: Option<usize>, crop: Option<usize>, mean: &Option<Vec<f32>>, std: &Option<Vec<f32>>) -> anyhow::Result<Preprocess> {
+    let mut p = Preprocess::preset(preset)?;
+    if resize.is_some() {
+        p.resize = resize;
+    }
+    if crop.is_some() {
+        p.crop = crop;
+    }
+    if let Some(m) = mean {
+        p.mean = [m[0], m[1], m[2]];
+    }
+    if let Some(s) = std {
+        anyhow::ensure!(s.iter().all(|&v| v > 0.0), "--std values must be positive, got {s:?}");
+        p.std = [s[0], s[1], s[2]];
+    }
+    Ok(p)
+}
+
+pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
+    anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    let pre = preprocess_from(&a.preset, a.resize, a.crop, &a.mean, &a.std)?;
+    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let ds = data::open_dataset(&a.data, pre)?;
+    let idx = data::strided_subset(ds.len(), a.limit);
+    let plan = Plan::for_inference(g)?;
+    let pb = out.progress(idx.len() as u64, "eval");
+    let report = zeroq::eval::evaluate(&plan, ds.as_ref(), &idx, a.batch, a.save_logits.is_some(), &mut |d, _| pb.set_position(d as u64))
+        .with_context(|| format!("evaluating {} on {}", a.model.display(), ds.describe()))?;
+    pb.finish_and_clear();
+    if let (Some(path), Some(l)) = (&a.save_logits, &report.logits) {
+        data::npy::write_f32(path, l, &[report.n, report.classes])?;
+        out.say(format!("logits written to {}", path.display()));
+    }
+    let j = EvalJson { model: a.model.display().to_string(), data: ds.describe(), report: &report };
+    out.result(&j, || {
+        format!(
+            "{}  {} images  top-1 {:.2}%  top-5 {:.2}%  {:.0} images/s ({:.1} s)\n",
+            a.model.display(),
+            report.n,
+            report.top1,
+            report.top5,
+            report.images_per_s,
+            report.seconds
+        )
+    })
+}

@@ -1,0 +1,47 @@
+//! Command-line front end: clap arguments → library calls → human text on stderr, JSON on stdout.
+//! No maths here.
+
+mod eval;
+mod inspect;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+pub use output::Output;
+
+/// zeroq: data-free quantization of neural networks (ZeroQ).
+#[derive(Parser, Debug)]
+#[command(name = "zeroq", version, about, long_about = None)]
+pub struct Cli {
+    /// Silence progress output.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Print one JSON object on stdout (last line) for scripts; human text still goes to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Bound the CPU thread pool (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show a model's inputs, outputs, operators, BatchNorm count and weight layers with their sizes.
+    Inspect(inspect::InspectArgs),
+    /// Measure top-1/top-5 accuracy and throughput on a labelled set.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    zeroq::engine::device::set_threads(cli.threads);
+    let out = Output::new(cli.quiet, cli.json);
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a, &out),
+        Command::Eval(a) => eval::run(a, &out),
+    }
+}

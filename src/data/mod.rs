@@ -1,0 +1,95 @@
+//! Labelled image sets with explicit preprocessing, and `.npy` arrays.
+
+mod cifar;
+mod folder;
+pub mod npy;
+mod preprocess;
+
+use std::path::Path;
+
+pub use cifar::Cifar10;
+pub use folder::ImageFolder;
+pub use preprocess::{resize_bilinear, Preprocess};
+
+use crate::error::{Error, Result};
+
+/// A labelled image set.
+pub trait Dataset: Send + Sync {
+    /// Number of images.
+    fn len(&self) -> usize;
+    /// True when there is no image.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `[C, H, W]` after preprocessing (H = W = 0 when images keep their own size).
+    fn image_shape(&self) -> [usize; 3];
+    /// Label of image `i`.
+    fn label(&self, i: usize) -> u32;
+    /// Preprocessed CHW floats of image `i`.
+    fn image(&self, i: usize) -> Result<Vec<f32>>;
+    /// `kind:path`, for reports.
+    fn describe(&self) -> String;
+}
+
+/// Opens `cifar10:PATH` or `folder:DIR`.
+pub fn open_dataset(spec: &str, preprocess: Preprocess) -> Result<Box<dyn Dataset>> {
+    match spec.split_once(':') {
+        Some(("cifar10", p)) => Ok(Box::new(Cifar10::open(p, preprocess)?)),
+        Some(("folder", p)) => Ok(Box::new(ImageFolder::open(p, preprocess)?)),
+        _ => Err(Error::Invalid(format!("dataset '{spec}': expected cifar10:PATH (CIFAR-10 binary) or folder:DIR (images + labels.txt)"))),
+    }
+}
+
+/// Indices of an evenly strided subset: every k-th record with `k = len / limit`, the first `limit` of them.
+/// Never the first N, since files such as the shared CIFAR-10 test split are sorted by class.
+pub fn strided_subset(len: usize, limit: Option<usize>) -> Vec<usize> {
+    match limit {
+        Some(n) if n > 0 && n < len => {
+            let k = len / n;
+            (0..n).map(|i| i * k).collect()
+        }
+        _ => (0..len).collect(),
+    }
+}
+
+/// Loads the images `idx` into one NCHW buffer, decoding in parallel.
+pub fn load_batch(data: &dyn Dataset, idx: &[usize]) -> Result<(Vec<f32>, [usize; 4])> {
+    use rayon::prelude::*;
+    let imgs: Vec<Vec<f32>> = idx.par_iter().map(|&i| data.image(i)).collect::<Result<_>>()?;
+    let per = imgs.first().map_or(0, Vec::len);
+    let [c, mut h, mut w] = data.image_shape();
+    if h == 0 {
+        let side = ((per / c.max(1)) as f64).sqrt() as usize;
+        (h, w) = (side, side);
+    }
+    if imgs.iter().any(|v| v.len() != per) || per != c * h * w {
+        return Err(Error::Invalid(format!("{}: images differ in size after preprocessing; set --resize/--crop", data.describe())));
+    }
+    Ok((imgs.concat(), [idx.len(), c, h, w]))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so an interrupted run
+/// never leaves a half-written output.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_subset_spreads_over_classes() {
+        assert_eq!(strided_subset(10, Some(3)), vec![0, 3, 6]);
+        assert_eq!(strided_subset(10000, Some(1000)).last(), Some(&9990));
+        assert_eq!(strided_subset(5, None).len(), 5);
+        assert_eq!(strided_subset(5, Some(9)).len(), 5);
+    }
+}

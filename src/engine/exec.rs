@@ -1,0 +1,167 @@
+//! Executing a graph: a [`Plan`] binds a [`Graph`] to a device (constants uploaded once) and runs it on
+//! input batches, optionally keeping intermediate tensors ("taps") such as every BatchNorm input.
+
+use std::collections::HashMap;
+
+use burn::tensor::Tensor;
+use burn::tensor::Device;
+
+use super::ops::run_op;
+use super::value::{DynTensor, Value};
+use crate::error::{Error, Result};
+use crate::ir::{Dim, Graph, HostTensor, Node, Op, ValueId};
+
+/// A graph ready to run on one device.
+pub struct Plan {
+    graph: Graph,
+    device: Device,
+    consts: HashMap<ValueId, Value>,
+    last_use: HashMap<ValueId, usize>,
+}
+
+/// What a run returns.
+pub struct RunOutput {
+    /// The graph outputs, in order.
+    pub outputs: Vec<Value>,
+    /// The requested intermediate values, by id.
+    pub taps: HashMap<ValueId, Value>,
+}
+
+impl Plan {
+    /// Uploads the graph's constants to `device`.
+    pub fn new(graph: Graph, device: &Device) -> Result<Self> {
+        let consts = graph
+            .consts
+            .iter()
+            .map(|(&id, t)| Ok((id, Value::from_host(t, device)?)))
+            .collect::<Result<_>>()?;
+        let last_use = graph.last_uses();
+        Ok(Self { graph, device: device.clone(), consts, last_use })
+    }
+
+    /// A plan for inference on the CPU: BatchNorm folded into the preceding Conv (one op instead of two;
+    /// numerically equal to float rounding), on [`super::device::inference`].
+    pub fn for_inference(mut graph: Graph) -> Result<Self> {
+        crate::ir::passes::fold_batch_norm(&mut graph);
+        Self::new(graph, &super::device::inference())
+    }
+
+    /// The graph this plan runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the graph on `inputs` (one per graph input) and keeps the values listed in `taps`.
+    pub fn run(&self, inputs: Vec<Value>, taps: &[ValueId]) -> Result<RunOutput> {
+        let g = &self.graph;
+        if inputs.len() != g.inputs.len() {
+            return Err(Error::Invalid(format!("the model has {} inputs, {} were given", g.inputs.len(), inputs.len())));
+        }
+        let mut env: Vec<Option<Value>> = vec![None; g.values.len()];
+        for (&id, v) in g.inputs.iter().zip(inputs) {
+            check_input_shape(g, id, v.shape())?;
+            env[id] = Some(v);
+        }
+        let profile = std::env::var_os("ZEROQ_PROFILE").is_some();
+        let mut kept = HashMap::new();
+        for &t in taps {
+            if let Some(v) = env[t].as_ref().or_else(|| self.consts.get(&t)) {
+                kept.insert(t, v.clone());
+            }
+        }
+        for (i, node) in g.nodes.iter().enumerate() {
+            let ins: Vec<Option<Value>> = node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| env[v].clone().or_else(|| self.consts.get(&v).cloned())))
+                .collect();
+            if let Some(missing) = node.inputs.iter().zip(&ins).find(|(v, x)| v.is_some() && x.is_none()) {
+                return Err(node_error(node, format!("input '{}' was never computed", g.name(missing.0.unwrap_or(0)))));
+            }
+            let t0 = profile.then(std::time::Instant::now);
+            let outs = run_op(&node.op, &ins).map_err(|e| node_error(node, e))?;
+            if let Some(t0) = t0 {
+                eprintln!("zeroq-profile {:<20} {:>8.3} ms  {}", node.op.onnx_name(), t0.elapsed().as_secs_f64() * 1e3, node.name);
+            }
+            drop(ins);
+            for (&o, v) in node.outputs.iter().zip(outs) {
+                if taps.contains(&o) {
+                    kept.insert(o, v.clone());
+                }
+                env[o] = Some(v);
+            }
+            // Free what is dead, so kernels can reuse buffers in place.
+            for v in node.inputs.iter().flatten() {
+                if self.last_use.get(v) == Some(&i) {
+                    env[*v] = None;
+                }
+            }
+        }
+        let outputs = g
+            .outputs
+            .iter()
+            .map(|&o| {
+                env[o].take().or_else(|| self.consts.get(&o).cloned()).ok_or_else(|| Error::Invalid(format!("output '{}' was never computed", g.name(o))))
+            })
+            .collect::<Result<_>>()?;
+        Ok(RunOutput { outputs, taps: kept })
+    }
+
+    /// Runs a single-input, single-output float model: `x` (e.g. `[N,3,H,W]`) to its first output.
+    pub fn forward(&self, x: Tensor<4>) -> Result<DynTensor> {
+        self.forward_with_taps(x, &[]).map(|(y, _)| y)
+    }
+
+    /// Like [`Plan::forward`], also returning the tapped values as float tensors.
+    pub fn forward_with_taps(&self, x: Tensor<4>, taps: &[ValueId]) -> Result<(DynTensor, HashMap<ValueId, DynTensor>)> {
+        let out = self.run(vec![Value::float(DynTensor::R4(x))], taps)?;
+        let first = out.outputs.into_iter().next().ok_or_else(|| Error::Invalid("the model has no output".into()))?;
+        let Value::F(y, _) = first else { return Err(Error::Invalid("the model's output is not a float tensor".into())) };
+        let taps = out
+            .taps
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::F(t, _) => Some((k, t)),
+                Value::I(_) => None,
+            })
+            .collect();
+        Ok((y, taps))
+    }
+}
+
+fn node_error(node: &Node, reason: String) -> Error {
+    Error::node(&node.name, node.op.onnx_name(), reason)
+}
+
+fn check_input_shape(g: &Graph, id: ValueId, got: &[usize]) -> Result<()> {
+    let Some(decl) = &g.values[id].shape else { return Ok(()) };
+    let ok = decl.len() == got.len()
+        && decl.iter().zip(got).all(|(d, &n)| match d {
+            Dim::Fixed(f) => *f == n,
+            Dim::Dynamic(_) => true,
+        });
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InputShape {
+        input: g.name(id).to_string(),
+        expected: decl.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        got: got.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Evaluates one op on host constants (constant folding at import).
+pub fn eval_on_host(op: &Op, inputs: &[Option<&HostTensor>]) -> std::result::Result<Vec<HostTensor>, String> {
+    let device = super::device::inference();
+    let ins: Vec<Option<Value>> = inputs
+        .iter()
+        .map(|t| t.map(|t| Value::from_host(t, &device)).transpose())
+        .collect::<Result<_>>()
+        .map_err(|e| e.to_string())?;
+    run_op(op, &ins)?.iter().map(|v| v.to_host().map_err(|e| e.to_string())).collect()
+}

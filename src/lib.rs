@@ -1,0 +1,25 @@
+/*!
+zeroq: data-free (zero-shot) quantization of neural networks, after ZeroQ (Cai et al., CVPR 2020).
+
+The crate reads like the pipeline:
+
+1. [`onnx`] imports an ONNX model into the graph IR ([`ir`]), folding shape arithmetic.
+2. [`engine`] runs the graph on the CPU (burn's `flex` backend), keeps intermediate tensors and
+   differentiates a loss with respect to the input.
+3. [`data`] reads labelled sets (CIFAR-10 binary, image folders) with explicit preprocessing, and `.npy`.
+4. [`eval`] measures top-1/top-5 accuracy and agreement between models.
+
+Later stages (distillation, sensitivity, Pareto, quantization, export) build on these.
+*/
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod distill;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod ir;
+pub mod model;
+pub mod onnx;
+
+pub use error::{Error, Result};

@@ -1,0 +1,62 @@
+//! Paths to the shared assets. A missing asset fails the test with the path, never skips it.
+
+use std::path::PathBuf;
+
+/// `../shared/assets` relative to the crate root.
+pub fn assets() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/assets");
+    assert!(p.is_dir(), "shared assets not found at {} (tests need ../shared beside the checkout)", p.display());
+    p
+}
+
+/// A CIFAR-10 ResNet ONNX model, e.g. `model("resnet20")`.
+pub fn model(name: &str) -> PathBuf {
+    let p = assets().join(format!("models/cifar10/{name}_cifar10.onnx"));
+    assert!(p.is_file(), "missing model {}", p.display());
+    p
+}
+
+/// The CIFAR-10 test split (binary format).
+pub fn cifar_test() -> PathBuf {
+    let p = assets().join("cifar10/test_batch.bin");
+    assert!(p.is_file(), "missing dataset {}", p.display());
+    p
+}
+
+/// ONNX Runtime's predicted class per record, from `<name>_cifar10.predictions.txt`.
+pub fn reference_predictions(name: &str) -> Vec<u32> {
+    let p = assets().join(format!("models/cifar10/{name}_cifar10.predictions.txt"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .collect()
+}
+
+/// The FP32 top-1 accuracy (percent) that `assets/MANIFEST.md` records for ONNX Runtime.
+pub fn manifest_top1(display_name: &str) -> f64 {
+    let p = assets().join("MANIFEST.md");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("| {display_name} |")) && l.contains('%'))
+        .unwrap_or_else(|| panic!("no accuracy row for {display_name} in {}", p.display()));
+    let cell = row.split('|').nth(2).expect("accuracy column");
+    cell.trim().trim_end_matches('%').trim().parse().expect("accuracy value")
+}
+
+/// The `zeroq` binary built for these tests.
+pub fn zeroq() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zeroq"))
+}
+
+/// Deterministic pseudo-random values in [-1, 1) (tests need no RNG dependency).
+pub fn lcg(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 23) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real pipeline on the real models and data in `../shared/assets`.
+
+mod common;
+mod errors;
+mod eval_assets;
+mod gradient;
+mod onnxruntime;
