@@ -18,8 +18,11 @@ pub mod distill;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod ir;
 pub mod model;
 pub mod onnx;
+pub mod quant;
+pub mod report;
 
 pub use error::{Error, Result};

@@ -1,9 +1,11 @@
 //! Command-line front end: clap arguments → library calls → human text on stderr, JSON on stdout.
 //! No maths here.
 
+mod distill;
 mod eval;
 mod inspect;
 mod output;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure top-1/top-5 accuracy and throughput on a labelled set.
     Eval(eval::EvalArgs),
+    /// Synthesise distilled data from the model's BatchNorm statistics (ZeroQ §3.1).
+    Distill(distill::DistillArgs),
+    /// Quantize with calibrated ranges and write a deployable ONNX QDQ model.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Runs the parsed command.
@@ -43,5 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a, &out),
         Command::Eval(a) => eval::run(a, &out),
+        Command::Distill(a) => distill::run(a, &out),
+        Command::Quantize(a) => quantize::run(a, &out),
     }
 }

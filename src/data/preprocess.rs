@@ -68,6 +68,14 @@ impl Preprocess {
         (out, ch, cw)
     }
 
+    /// The exact range of normalised inputs: pixel 0 and 255 through scale, mean and std, over all channels.
+    pub fn input_range(&self) -> (f32, f32) {
+        let v = |p: f32, c: usize| (p * self.scale - self.mean[c]) / self.std[c];
+        let lo = (0..3).map(|c| v(0.0, c).min(v(255.0, c))).fold(f32::INFINITY, f32::min);
+        let hi = (0..3).map(|c| v(0.0, c).max(v(255.0, c))).fold(f32::NEG_INFINITY, f32::max);
+        (lo, hi)
+    }
+
     /// Maps normalised CHW values back to 0..255 pixels, for viewing.
     pub fn denormalize(&self, chw: &[f32], h: usize, w: usize) -> Vec<u8> {
         let mut rgb = vec![0u8; h * w * 3];

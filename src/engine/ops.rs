@@ -253,6 +253,15 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
             Ok(vec![Value::I(HostTensor::i64(vec![n], v))])
         }
         Op::FakeQuant(q) => one(fake_quant(f(0)?, q)?),
+        Op::QuantizeLinear { axis, qmin, qmax } => {
+            let (x, s, z) = qdq_inputs(inputs, *axis)?;
+            let (lo, hi) = (*qmin as f32, *qmax as f32);
+            one(dyn_map!(x, t => (t / to_rank(s.clone())).round().add(to_rank(z.clone())).clamp(lo, hi)))
+        }
+        Op::DequantizeLinear { axis } => {
+            let (x, s, z) = qdq_inputs(inputs, *axis)?;
+            one(dyn_map!(x, t => (t - to_rank(z.clone())).mul(to_rank(s.clone()))))
+        }
     }
 }
 
@@ -284,6 +293,40 @@ fn permute<const D: usize>(t: Tensor<D>, p: &[usize]) -> Tensor<D> {
     let mut arr = [0usize; D];
     arr.copy_from_slice(p);
     t.permute(arr)
+}
+
+/// `(x, scale, zero point)` of a QuantizeLinear/DequantizeLinear, as floats shaped to broadcast along `axis`
+/// (per-tensor when the scale has one element).
+fn qdq_inputs(inputs: &[Option<Value>], axis: i64) -> R<(DynTensor, DynTensor, DynTensor)> {
+    let device = super::device::inference();
+    let as_float = |v: &Value| -> R<DynTensor> {
+        match v {
+            Value::F(t, _) => Ok(t.clone()),
+            Value::I(h) => DynTensor::from_vec(h.to_f32_vec(), &h.shape, &device).map_err(|e| e.to_string()),
+        }
+    };
+    let x = as_float(inputs.first().and_then(|v| v.as_ref()).ok_or_else(|| inv("missing input 0"))?)?;
+    let s = inputs.get(1).and_then(|v| v.as_ref()).ok_or_else(|| inv("missing scale"))?.to_host().map_err(|e| e.to_string())?.to_f32_vec();
+    let z = match inputs.get(2).and_then(|v| v.as_ref()) {
+        Some(v) => v.to_host().map_err(|e| e.to_string())?.to_f32_vec(),
+        None => vec![0.0; s.len()],
+    };
+    if z.len() != s.len() || s.is_empty() {
+        return Err(inv(format!("scale ({}) and zero point ({}) sizes differ", s.len(), z.len())));
+    }
+    let dims = x.dims();
+    let mut shape = vec![1usize; dims.len().max(1)];
+    if s.len() > 1 {
+        let a = norm_axis(axis, dims.len())?;
+        if dims[a] != s.len() {
+            return Err(inv(format!("{} scales for axis {a} of size {}", s.len(), dims[a])));
+        }
+        shape[a] = s.len();
+    }
+    let dev = x.device();
+    let st = DynTensor::from_vec(s, &shape, &dev).map_err(|e| e.to_string())?;
+    let zt = DynTensor::from_vec(z, &shape, &dev).map_err(|e| e.to_string())?;
+    Ok((x, st, zt))
 }
 
 /// Reshapes a tensor to rank `D`, adding leading 1s (ONNX broadcasting aligns shapes on the right).

@@ -227,6 +227,25 @@ impl Graph {
         out
     }
 
+    /// Inserts `op` on value `v` for the consumers `only` (node indices) alone: they read the new node's
+    /// output, every other reader keeps reading `v`. Returns the new value. Deployable quantization uses
+    /// this to quantize the input edge of a Conv without touching a residual branch that reads the same tensor.
+    pub fn insert_on_edges(&mut self, v: ValueId, only: &[usize], op: Op, name: impl Into<String>) -> ValueId {
+        let name = name.into();
+        let out = self.add_value(format!("{name}_out"));
+        for &i in only {
+            for inp in self.nodes[i].inputs.iter_mut() {
+                if *inp == Some(v) {
+                    *inp = Some(out);
+                }
+            }
+        }
+        let node = Node { name, op, inputs: vec![Some(v)], outputs: vec![out] };
+        let at = self.producer(v).map_or(0, |p| p + 1);
+        self.nodes.insert(at, node);
+        out
+    }
+
     /// Replaces every use of `old` by `new` (node inputs and graph outputs).
     pub fn replace_uses(&mut self, old: ValueId, new: ValueId) {
         for n in &mut self.nodes {

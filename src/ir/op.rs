@@ -119,6 +119,11 @@ pub enum Op {
     ConstantOfShape(HostTensor),
     Range,
     FakeQuant(FakeQuant),
+    /// ONNX QuantizeLinear: `clamp(round(x/scale) + zp, qmin, qmax)` (kept as float values in the engine).
+    /// Inputs: x, scale, optional zero point; `qmin/qmax` from the zero point's type (int8 or uint8).
+    QuantizeLinear { axis: i64, qmin: i32, qmax: i32 },
+    /// ONNX DequantizeLinear: `(x − zp)·scale`. Inputs: x, scale, optional zero point.
+    DequantizeLinear { axis: i64 },
 }
 
 /// `Pad` modes.
@@ -171,6 +176,8 @@ impl Op {
             Op::ConstantOfShape(_) => "ConstantOfShape",
             Op::Range => "Range",
             Op::FakeQuant(_) => "FakeQuant",
+            Op::QuantizeLinear { .. } => "QuantizeLinear",
+            Op::DequantizeLinear { .. } => "DequantizeLinear",
         }
     }
 

@@ -40,6 +40,7 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
 
     let mut g = Graph { opset, ..Graph::default() };
     let mut ids: HashMap<String, usize> = HashMap::new();
+    let init_types: HashMap<&str, i32> = gp.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
 
     // Phase 1: initializers.
     for t in &gp.initializer {
@@ -77,7 +78,8 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
         }
         let consts: Vec<Option<&HostTensor>> = inputs.iter().map(|i| i.and_then(|i| g.constant(i))).collect();
         let present: Vec<bool> = inputs.iter().map(Option::is_some).collect();
-        let ctx = BuildCtx { node: &np, attrs: Attrs::new(&np), opset, consts: consts.clone(), present };
+        let input_types = np.input.iter().map(|i| init_types.get(i.as_str()).copied()).collect();
+        let ctx = BuildCtx { node: &np, attrs: Attrs::new(&np), opset, consts: consts.clone(), present, input_types };
         let op = build(&ctx)?;
         let all_const = inputs.iter().zip(&consts).all(|(i, c)| i.is_none() || c.is_some());
         if all_const {

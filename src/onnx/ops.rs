@@ -18,6 +18,8 @@ pub struct BuildCtx<'a> {
     pub consts: Vec<Option<&'a HostTensor>>,
     /// Whether each input is present (non-empty name).
     pub present: Vec<bool>,
+    /// ONNX element type of each input that is an initializer (integer types are widened on load).
+    pub input_types: Vec<Option<i32>>,
 }
 
 impl BuildCtx<'_> {
@@ -220,6 +222,19 @@ pub fn build(ctx: &BuildCtx) -> Result<Op> {
             Op::ConstantOfShape(fill)
         }
         "Range" => Op::Range,
+        "QuantizeLinear" => {
+            use super::proto::data_type as dt;
+            let (qmin, qmax) = match ctx.input_types.get(2).copied().flatten() {
+                Some(dt::INT8) => (-128, 127),
+                Some(dt::UINT8) | None => (0, 255),
+                Some(t) => return Err(ctx.err(format!("zero point of type {t} is not supported (int8 or uint8)"))),
+            };
+            if ctx.present.get(2).copied().unwrap_or(false) && ctx.input_types.get(2).copied().flatten().is_none() {
+                return Err(ctx.err("the zero point must be an initializer (its type decides int8 or uint8)"));
+            }
+            Op::QuantizeLinear { axis: a.int("axis", 1)?, qmin, qmax }
+        }
+        "DequantizeLinear" => Op::DequantizeLinear { axis: a.int("axis", 1)? },
         _ => {
             return Err(Error::UnsupportedOp { node: n.name.clone(), op_type: n.op_type.clone(), domain: String::new() });
         }

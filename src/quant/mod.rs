@@ -1,0 +1,241 @@
+//! Quantization: weights per output channel, activations per tensor, ranges calibrated on (distilled) data.
+//!
+//! [`quantize`] turns an FP32 graph into a simulated-quantized one: BatchNorm folded into Conv, each weight
+//! replaced by its quantize-dequantize image, and a `FakeQuant` node on every quantized activation. The
+//! same decisions (bits, scales, zero points) are recorded so that export writes exactly what zeroq
+//! simulated.
+
+pub mod calibrate;
+pub mod quantizer;
+
+use burn::tensor::{Tensor, TensorData};
+use serde::Serialize;
+
+use crate::engine::Plan;
+use crate::error::{Error, Result};
+use crate::ir::{passes, FakeQuant, Graph, HostTensor, Op, ValueId};
+pub use calibrate::ActRange;
+pub use quantizer::{quantize_per_channel, signed_range, QParams, WeightRange};
+
+/// Which activations are quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Placement {
+    /// Every activation input of a quantized Conv/Gemm/MatMul (what an integer kernel consumes).
+    Deployable,
+    /// After each ReLU/ReLU6 only, as the ZeroQ reference code did (for comparison with the paper).
+    ZeroQ,
+}
+
+/// Quantization settings.
+#[derive(Clone, Debug)]
+pub struct QuantConfig {
+    /// Weight bits per weight layer, in [`Graph::weight_layers`] order (one entry: all layers).
+    pub wbits: Vec<u32>,
+    /// Activation bits; `None` keeps activations in FP32 (weight-only).
+    pub abits: Option<u32>,
+    /// Weight range per output channel.
+    pub weight_range: WeightRange,
+    /// Activation range.
+    pub act_range: ActRange,
+    /// Where activations are quantized.
+    pub placement: Placement,
+    /// Range of the model input when it is known from the preprocessing (e.g. pixels 0..255 normalised
+    /// by mean/std), used instead of calibration for a quantized graph input.
+    pub input_range: Option<(f32, f32)>,
+}
+
+impl QuantConfig {
+    /// Uniform `wbits`/`abits` with ZeroQ's defaults otherwise (min/max ranges, deployable placement).
+    pub fn uniform(wbits: u32, abits: Option<u32>) -> Self {
+        Self { wbits: vec![wbits], abits, weight_range: WeightRange::MinMax, act_range: ActRange::MinMax, placement: Placement::Deployable, input_range: None }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(b) = self.wbits.iter().find(|&&b| !(2..=8).contains(&b)) {
+            return Err(Error::Invalid(format!("weight bits must be 2..=8, got {b}")));
+        }
+        if let Some(b) = self.abits.filter(|b| !(4..=8).contains(b)) {
+            return Err(Error::Invalid(format!("activation bits must be 4..=8 (or FP32), got {b}")));
+        }
+        Ok(())
+    }
+}
+
+/// A quantized weight.
+#[derive(Clone, Debug, Serialize)]
+pub struct WeightQuant {
+    /// Layer (node) name.
+    pub layer: String,
+    /// Node index in the quantized graph at the time of quantization.
+    #[serde(skip)]
+    pub node: usize,
+    /// The constant holding the dequantized weights.
+    #[serde(skip)]
+    pub value: ValueId,
+    /// Bits.
+    pub bits: u32,
+    /// Axis of the output channels in the weight.
+    pub axis: usize,
+    /// Number of weights.
+    pub params: usize,
+    /// Per-channel parameters.
+    #[serde(skip)]
+    pub qparams: Vec<QParams>,
+}
+
+/// A quantized activation tensor.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActQuant {
+    /// Name of the FP32 tensor.
+    pub tensor: String,
+    /// Bits.
+    pub bits: u32,
+    /// Calibrated range.
+    pub range: (f32, f32),
+    /// Parameters.
+    pub qparams: QParams,
+}
+
+/// The result of [`quantize`].
+pub struct QuantizedModel {
+    /// The simulated-quantized graph (BN folded, weights fake-quantized, FakeQuant nodes inserted).
+    pub graph: Graph,
+    /// Weight decisions in layer order.
+    pub weights: Vec<WeightQuant>,
+    /// Activation decisions.
+    pub activations: Vec<ActQuant>,
+}
+
+impl QuantizedModel {
+    /// Weight bytes at the chosen bit-widths.
+    pub fn weight_size_bytes(&self) -> f64 {
+        self.weights.iter().map(|w| w.params as f64 * w.bits as f64 / 8.0).sum()
+    }
+}
+
+/// Output-channel axis of a weight layer's weight: 0 for Conv and Gemm with transB, else the last axis.
+pub fn output_axis(op: &Op, rank: usize) -> usize {
+    match op {
+        Op::Gemm { trans_b: true, .. } | Op::Conv(_) => 0,
+        _ => rank.saturating_sub(1),
+    }
+}
+
+/// Quantizes `graph` per `cfg`, calibrating activation ranges on `calib` (`[N, C, H, W]`, normalised).
+pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &QuantConfig) -> Result<QuantizedModel> {
+    cfg.validate()?;
+    let mut g = graph.clone();
+    passes::fold_batch_norm(&mut g);
+    let layers = g.weight_layers();
+    if layers.is_empty() {
+        return Err(Error::Invalid("the model has no quantizable layer (Conv/Gemm/MatMul with a constant weight)".into()));
+    }
+    if cfg.wbits.len() != 1 && cfg.wbits.len() != layers.len() {
+        return Err(Error::Invalid(format!("{} weight bit-widths given for {} weight layers", cfg.wbits.len(), layers.len())));
+    }
+    let mut weights = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let bits = cfg.wbits[if cfg.wbits.len() == 1 { 0 } else { i }];
+        let w = &g.consts[&l.weight];
+        let axis = output_axis(&g.nodes[l.node].op, w.shape.len());
+        let (deq, qparams) = quantize_along(w, axis, bits, cfg.weight_range);
+        let value = g.add_const(format!("{}.weight_quantized", l.name), deq);
+        g.nodes[l.node].inputs[1] = Some(value);
+        weights.push(WeightQuant { layer: l.name.clone(), node: l.node, value, bits, axis, params: l.params, qparams });
+    }
+    passes::remove_unused_constants(&mut g);
+
+    let mut activations = Vec::new();
+    if let Some(abits) = cfg.abits {
+        let sites = activation_sites(&g, cfg.placement);
+        let mut ranges = calibrate::ranges(&g, &sites, calib, calib_shape, cfg.act_range, abits)?;
+        if let Some(r) = cfg.input_range {
+            for (v, range) in sites.iter().zip(ranges.iter_mut()) {
+                if g.inputs.contains(v) {
+                    *range = r;
+                }
+            }
+        }
+        for (&v, &(lo, hi)) in sites.iter().zip(&ranges) {
+            let p = QParams::asymmetric(lo, hi, abits);
+            let fq = Op::FakeQuant(FakeQuant { scale: vec![p.scale], zero_point: vec![p.zero_point], qmin: p.qmin, qmax: p.qmax, axis: None });
+            let name = format!("{}_quant", g.name(v));
+            match cfg.placement {
+                Placement::ZeroQ => {
+                    g.insert_after(v, fq, name);
+                }
+                Placement::Deployable => {
+                    let only: Vec<usize> = g.consumers(v).into_iter().filter(|&i| g.nodes[i].op.is_weight_layer() && g.nodes[i].input(0) == Some(v)).collect();
+                    g.insert_on_edges(v, &only, fq, name);
+                }
+            }
+            activations.push(ActQuant { tensor: g.name(v).to_string(), bits: abits, range: (lo, hi), qparams: p });
+        }
+    }
+    // Node indices moved with the insertions; refresh them.
+    for w in &mut weights {
+        w.node = g.nodes.iter().position(|n| n.name == w.layer).unwrap_or(w.node);
+    }
+    Ok(QuantizedModel { graph: g, weights, activations })
+}
+
+/// The activation tensors to quantize, in graph order, without repeats.
+pub fn activation_sites(g: &Graph, placement: Placement) -> Vec<ValueId> {
+    let mut sites = Vec::new();
+    for n in &g.nodes {
+        let v = match placement {
+            Placement::Deployable if n.op.is_weight_layer() && g.constant(n.input(1).unwrap_or(usize::MAX)).is_some() => n.input(0),
+            Placement::ZeroQ if matches!(n.op, Op::Relu | Op::Clip { .. }) => n.outputs.first().copied(),
+            _ => None,
+        };
+        if let Some(v) = v {
+            if !sites.contains(&v) && g.constant(v).is_none() {
+                sites.push(v);
+            }
+        }
+    }
+    sites
+}
+
+/// Per-channel quantization along `axis` of a 2-D or higher weight.
+fn quantize_along(w: &HostTensor, axis: usize, bits: u32, range: WeightRange) -> (HostTensor, Vec<QParams>) {
+    let data = w.to_f32_vec();
+    if axis == 0 || w.shape.len() < 2 {
+        let (q, p) = quantize_per_channel(&data, w.shape.first().copied().unwrap_or(1), bits, range);
+        return (HostTensor::f32(w.shape.clone(), q), p);
+    }
+    // Move the channel axis (the last, for [K, N] weights) to the front, quantize, move it back.
+    let n = w.shape[axis];
+    let outer: usize = w.shape[..axis].iter().product();
+    let inner: usize = w.shape[axis + 1..].iter().product();
+    let mut t = vec![0f32; data.len()];
+    for o in 0..outer {
+        for c in 0..n {
+            for i in 0..inner {
+                t[(c * outer + o) * inner + i] = data[(o * n + c) * inner + i];
+            }
+        }
+    }
+    let (q, p) = quantize_per_channel(&t, n, bits, range);
+    let mut back = vec![0f32; data.len()];
+    for o in 0..outer {
+        for c in 0..n {
+            for i in 0..inner {
+                back[(o * n + c) * inner + i] = q[(c * outer + o) * inner + i];
+            }
+        }
+    }
+    (HostTensor::f32(w.shape.clone(), back), p)
+}
+
+/// Runs `plan` on `data` (`[N, …]`) in batches and returns the first output, row-major.
+pub fn predict(plan: &Plan, data: &[f32], shape: [usize; 4], batch: usize) -> Result<Vec<f32>> {
+    let per: usize = shape[1..].iter().product();
+    let mut out = Vec::new();
+    for chunk in data.chunks(per * batch.max(1)) {
+        let n = chunk.len() / per;
+        let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, shape[1], shape[2], shape[3]]), plan.device());
+        out.extend(plan.forward(x)?.to_host()?.to_f32_vec());
+    }
+    Ok(out)
+}
