@@ -71,6 +71,10 @@ pub struct QuantizeArgs {
     /// Seed for on-the-fly distillation and Gaussian calibration.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Quantize the model input and the classifier input at --abits too (by default they stay at 8 bits
+    /// when --abits is lower).
+    #[arg(long)]
+    pub all_layers_abits: bool,
     /// Write a JSON report (bits, scales, ranges, sizes, accuracy).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -136,6 +140,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             PlacementArg::Zeroq => Placement::ZeroQ,
         },
         input_range: Some(Preprocess::preset(&a.preset)?.input_range()),
+        edge_abits: if a.all_layers_abits { None } else { Some(8) },
     };
     // Validate the request before any long work.
     if !(2..=8).contains(&a.wbits) {

@@ -61,6 +61,10 @@ pub(crate) fn float_tensor(shape: &[usize], v: &[f32]) -> TensorProto {
 pub(crate) fn int64_tensor(shape: &[usize], v: &[i64]) -> TensorProto {
     TensorProto { dims: us(shape), data_type: dt::INT64, raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(), ..Default::default() }
 }
+/// An int32 tensor as an ONNX initializer.
+pub(crate) fn int32_tensor(shape: &[usize], v: &[i32]) -> TensorProto {
+    TensorProto { dims: us(shape), data_type: dt::INT32, raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(), ..Default::default() }
+}
 /// An int8 tensor as an ONNX initializer.
 pub(crate) fn int8_tensor(shape: &[usize], v: &[i32]) -> TensorProto {
     TensorProto { dims: us(shape), data_type: dt::INT8, raw_data: v.iter().map(|&x| x.clamp(-128, 127) as i8 as u8).collect(), ..Default::default() }

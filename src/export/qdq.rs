@@ -5,11 +5,14 @@
 //! - Activations: QuantizeLinear → DequantizeLinear with int8 scale/zero point; below 8 bits a Clip to the
 //!   k-bit grid's bounds comes first, which is equivalent to clamping the integer to [qmin, qmax].
 //!
-//! Bias stays FP32 (runtimes requantize it). The numbers are exactly those zeroq simulated.
+//! - Bias of a layer with quantized input and weights: int32 at scale `s_x·s_w[c]` behind DequantizeLinear,
+//!   as integer kernels hold it (other biases stay FP32).
+//!
+//! The numbers are exactly those zeroq simulated.
 
 use std::collections::HashMap;
 
-use super::onnx_writer::{assemble, float_tensor, int8_tensor, node_proto, Emitter};
+use super::onnx_writer::{assemble, float_tensor, int32_tensor, int8_tensor, node_proto, Emitter};
 use crate::error::Result;
 use crate::ir::{HostData, Op};
 use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
@@ -22,6 +25,7 @@ pub fn to_qdq(q: &QuantizedModel) -> Result<ModelProto> {
     let axis_attr = |axis: usize| AttributeProto { name: "axis".into(), r#type: crate::onnx::proto::attribute_type::INT, i: axis as i64, ..Default::default() };
     // Weight constants become int8 + DequantizeLinear.
     let quantized: HashMap<usize, &crate::quant::WeightQuant> = q.weights.iter().map(|w| (w.value, w)).collect();
+    let biases: HashMap<usize, &crate::quant::BiasQuant> = q.weights.iter().filter_map(|w| w.bias.as_ref().map(|b| (b.value, b))).collect();
     let mut initializer: Vec<TensorProto> = Vec::new();
     for (&v, t) in &g.consts {
         let name = g.name(v).to_string();
@@ -42,7 +46,23 @@ pub fn to_qdq(q: &QuantizedModel) -> Result<ModelProto> {
                     ..Default::default()
                 });
             }
-            _ => initializer.push(TensorProto { name, ..super::onnx_writer::host_tensor(t) }),
+            _ => match biases.get(&v) {
+                Some(b) => {
+                    let n = b.ints.len();
+                    let qn = em.init(&format!("{name}_int32"), int32_tensor(&[n], &b.ints));
+                    let sn = em.init(&format!("{name}_scale"), float_tensor(&[n], &b.scale));
+                    let zn = em.init(&format!("{name}_zero_point"), int32_tensor(&[n], &vec![0; n]));
+                    em.nodes.push(NodeProto {
+                        name: format!("{name}_dequantize"),
+                        op_type: "DequantizeLinear".into(),
+                        input: vec![qn, sn, zn],
+                        output: vec![name],
+                        attribute: vec![axis_attr(0)],
+                        ..Default::default()
+                    });
+                }
+                None => initializer.push(TensorProto { name, ..super::onnx_writer::host_tensor(t) }),
+            },
         }
     }
     for n in &g.nodes {

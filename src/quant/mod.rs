@@ -42,12 +42,18 @@ pub struct QuantConfig {
     /// Range of the model input when it is known from the preprocessing (e.g. pixels 0..255 normalised
     /// by mean/std), used instead of calibration for a quantized graph input.
     pub input_range: Option<(f32, f32)>,
+    /// Bits for the activations at the edges of the network, the model input and the input of the last
+    /// weight layer (the classifier), when lower `abits` are asked for. `Some(8)` by default: the input is
+    /// 8-bit pixel data anyway, and keeping first/last layers at 8 bits is the usual deployment choice.
+    /// Measured on ResNet20 W4A4, deployable placement, distilled calibration: 68.44 with every activation
+    /// at 4 bits. `None` quantizes them at `abits` too.
+    pub edge_abits: Option<u32>,
 }
 
 impl QuantConfig {
     /// Uniform `wbits`/`abits` with ZeroQ's defaults otherwise (min/max ranges, deployable placement).
     pub fn uniform(wbits: u32, abits: Option<u32>) -> Self {
-        Self { wbits: vec![wbits], abits, weight_range: WeightRange::MinMax, act_range: ActRange::MinMax, placement: Placement::Deployable, input_range: None }
+        Self { wbits: vec![wbits], abits, weight_range: WeightRange::MinMax, act_range: ActRange::MinMax, placement: Placement::Deployable, input_range: None, edge_abits: Some(8) }
     }
 
     fn validate(&self) -> Result<()> {
@@ -81,6 +87,22 @@ pub struct WeightQuant {
     /// Per-channel parameters.
     #[serde(skip)]
     pub qparams: Vec<QParams>,
+    /// The bias as an integer runtime holds it: int32 at scale `s_input·s_weight[c]`, when the layer's
+    /// input is quantized too.
+    #[serde(skip)]
+    pub bias: Option<BiasQuant>,
+}
+
+/// A bias quantized to int32 at scale `s_x·s_w[c]`, as integer kernels (ONNX Runtime's QDQ fusion,
+/// TensorRT) store it. Simulating it keeps zeroq's numbers equal to the deployed model's.
+#[derive(Clone, Debug)]
+pub struct BiasQuant {
+    /// The constant holding the dequantized bias.
+    pub value: ValueId,
+    /// Per-channel scale.
+    pub scale: Vec<f32>,
+    /// The int32 values.
+    pub ints: Vec<i32>,
 }
 
 /// A quantized activation tensor.
@@ -141,7 +163,7 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
         let (deq, qparams) = quantize_along(w, axis, bits, cfg.weight_range);
         let value = g.add_const(format!("{}.weight_quantized", l.name), deq);
         g.nodes[l.node].inputs[1] = Some(value);
-        weights.push(WeightQuant { layer: l.name.clone(), node: l.node, value, bits, axis, params: l.params, qparams });
+        weights.push(WeightQuant { layer: l.name.clone(), node: l.node, value, bits, axis, params: l.params, qparams, bias: None });
     }
     passes::remove_unused_constants(&mut g);
 
@@ -156,7 +178,13 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
                 }
             }
         }
+        let last_input = layers.last().and_then(|l| g.nodes.iter().find(|n| n.name == l.name)).and_then(|n| n.input(0));
         for (&v, &(lo, hi)) in sites.iter().zip(&ranges) {
+            let edge = g.inputs.contains(&v) || Some(v) == last_input;
+            let abits = match cfg.edge_abits {
+                Some(e) if edge => abits.max(e),
+                _ => abits,
+            };
             let p = QParams::asymmetric(lo, hi, abits);
             let fq = Op::FakeQuant(FakeQuant { scale: vec![p.scale], zero_point: vec![p.zero_point], qmin: p.qmin, qmax: p.qmax, axis: None });
             let name = format!("{}_quant", g.name(v));
@@ -176,7 +204,39 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
     for w in &mut weights {
         w.node = g.nodes.iter().position(|n| n.name == w.layer).unwrap_or(w.node);
     }
+    quantize_biases(&mut g, &mut weights);
+    passes::remove_unused_constants(&mut g);
     Ok(QuantizedModel { graph: g, weights, activations })
+}
+
+/// Quantizes the bias of every layer whose input comes out of a per-tensor FakeQuant to int32 at scale
+/// `s_x·s_w[c]` (round half to even), replacing the bias constant by its dequantized value.
+fn quantize_biases(g: &mut Graph, weights: &mut [WeightQuant]) {
+    for w in weights.iter_mut() {
+        let node = &g.nodes[w.node];
+        let (Some(x), Some(b)) = (node.input(0), node.input(2)) else { continue };
+        let Some(sx) = g.producer(x).and_then(|p| match &g.nodes[p].op {
+            Op::FakeQuant(f) if f.axis.is_none() => Some(f.scale[0]),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let Some(bias) = g.constant(b).map(|t| t.to_f32_vec()) else { continue };
+        if bias.len() != w.qparams.len() {
+            continue;
+        }
+        let scale: Vec<f32> = w.qparams.iter().map(|p| sx * p.scale).collect();
+        let ints: Vec<i32> = bias
+            .iter()
+            .zip(&scale)
+            .map(|(&v, &s)| (v as f64 / s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+            .collect();
+        let deq: Vec<f32> = ints.iter().zip(&scale).map(|(&q, &s)| q as f32 * s).collect();
+        let name = format!("{}.bias_quantized", w.layer);
+        let value = g.add_const(name, HostTensor::f32(vec![deq.len()], deq));
+        g.nodes[w.node].inputs[2] = Some(value);
+        w.bias = Some(BiasQuant { value, scale, ints });
+    }
 }
 
 /// The activation tensors to quantize, in graph order, without repeats.
