@@ -71,3 +71,35 @@ pub fn distilled_resnet20() -> &'static zeroq::distill::Distilled {
         zeroq::distill::distill(&g, &cfg, &mut |_, _, _, _| {}).expect("distill")
     })
 }
+
+/// A small ONNX model (opset 17) with one float input `x` of shape `[N, c, h, w]` and one output:
+/// for tests that need a model with or without particular operators.
+pub fn tiny_onnx(name: &str, nodes: Vec<zeroq::onnx::proto::NodeProto>, initializer: Vec<zeroq::onnx::proto::TensorProto>, chw: [i64; 3], output: &str) -> Vec<u8> {
+    use prost::Message;
+    use zeroq::onnx::proto::*;
+    let dim = |v: i64| Dimension { dim_value: Some(v), ..Default::default() };
+    let mut dims = vec![Dimension { dim_param: Some("N".into()), ..Default::default() }];
+    dims.extend(chw.map(dim));
+    let input = ValueInfoProto {
+        name: "x".into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim: dims }) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            name: name.into(),
+            node: nodes,
+            initializer,
+            input: vec![input],
+            output: vec![ValueInfoProto { name: output.into(), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}

@@ -1,11 +1,7 @@
 //! Distilled data from BatchNorm statistics (ZeroQ §3.1) on the real ResNet20.
 
-use prost::Message;
 use zeroq::distill;
-use zeroq::onnx::proto::{
-    data_type, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    TypeProtoTensor, ValueInfoProto,
-};
+use zeroq::onnx::proto::{data_type, NodeProto, TensorProto};
 
 use crate::common;
 
@@ -87,26 +83,9 @@ fn preview_png_is_a_grid_of_the_batch() {
 fn model_without_batch_norm_is_refused_with_advice() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("nobn.onnx");
-    let dim = |v: i64| Dimension { dim_value: Some(v), ..Default::default() };
-    let vi = |name: &str, dims: Vec<Dimension>| ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim: dims }) }), ..Default::default() }),
-        ..Default::default()
-    };
-    let model = ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(GraphProto {
-            name: "nobn".into(),
-            node: vec![NodeProto { name: "conv".into(), op_type: "Conv".into(), input: vec!["x".into(), "w".into()], output: vec!["y".into()], ..Default::default() }],
-            initializer: vec![TensorProto { name: "w".into(), dims: vec![2, 3, 1, 1], data_type: data_type::FLOAT, float_data: vec![0.5; 6], ..Default::default() }],
-            input: vec![vi("x", vec![Dimension { dim_param: Some("N".into()), ..Default::default() }, dim(3), dim(4), dim(4)])],
-            output: vec![vi("y", vec![])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    std::fs::write(&p, model.encode_to_vec()).unwrap();
+    let conv = NodeProto { name: "conv".into(), op_type: "Conv".into(), input: vec!["x".into(), "w".into()], output: vec!["y".into()], ..Default::default() };
+    let w = TensorProto { name: "w".into(), dims: vec![2, 3, 1, 1], data_type: data_type::FLOAT, float_data: vec![0.5; 6], ..Default::default() };
+    std::fs::write(&p, common::tiny_onnx("nobn", vec![conv], vec![w], [3, 4, 4], "y")).unwrap();
     let out = common::zeroq().args(["distill", "-o"]).arg(dir.path().join("d.npy")).arg(&p).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

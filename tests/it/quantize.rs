@@ -2,7 +2,6 @@
 
 use std::process::Command;
 
-use prost::Message;
 use zeroq::data::{self, Preprocess};
 use zeroq::engine::Plan;
 use zeroq::quant::{self, Placement, QuantConfig};
@@ -98,39 +97,16 @@ fn bad_quantization_requests_are_clear_errors() {
 /// A model with BatchNorm but no Conv/Gemm/MatMul: nothing to quantize, said plainly.
 #[test]
 fn model_without_weight_layers_is_refused() {
-    use zeroq::onnx::proto::*;
+    use zeroq::onnx::proto::{data_type, NodeProto, TensorProto};
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bn_only.onnx");
-    let dim = |v: i64| Dimension { dim_value: Some(v), ..Default::default() };
     let f = |name: &str, v: Vec<f32>| TensorProto { name: name.into(), dims: vec![v.len() as i64], data_type: data_type::FLOAT, float_data: v, ..Default::default() };
-    let input = ValueInfoProto {
-        name: "x".into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto { dim: vec![Dimension { dim_param: Some("N".into()), ..Default::default() }, dim(3), dim(8), dim(8)] }),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let model = ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(GraphProto {
-            name: "bn_only".into(),
-            node: vec![
-                NodeProto { name: "bn".into(), op_type: "BatchNormalization".into(), input: ["x", "g", "b", "m", "v"].map(String::from).to_vec(), output: vec!["y".into()], ..Default::default() },
-                NodeProto { name: "relu".into(), op_type: "Relu".into(), input: vec!["y".into()], output: vec!["z".into()], ..Default::default() },
-            ],
-            initializer: vec![f("g", vec![1.0; 3]), f("b", vec![0.0; 3]), f("m", vec![0.0; 3]), f("v", vec![1.0; 3])],
-            input: vec![input],
-            output: vec![ValueInfoProto { name: "z".into(), ..Default::default() }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    std::fs::write(&p, model.encode_to_vec()).unwrap();
+    let nodes = vec![
+        NodeProto { name: "bn".into(), op_type: "BatchNormalization".into(), input: ["x", "g", "b", "m", "v"].map(String::from).to_vec(), output: vec!["y".into()], ..Default::default() },
+        NodeProto { name: "relu".into(), op_type: "Relu".into(), input: vec!["y".into()], output: vec!["z".into()], ..Default::default() },
+    ];
+    let inits = vec![f("g", vec![1.0; 3]), f("b", vec![0.0; 3]), f("m", vec![0.0; 3]), f("v", vec![1.0; 3])];
+    std::fs::write(&p, common::tiny_onnx("bn_only", nodes, inits, [3, 8, 8], "z")).unwrap();
     let o = dir.path().join("q.onnx").display().to_string();
     let err = fails(&["quantize", &p.display().to_string(), "-o", &o, "--calib", "gaussian"]);
     assert!(err.contains("no quantizable layer"), "{err}");
