@@ -556,7 +556,7 @@ fn concat(inputs: &[Option<Value>], axis: i64) -> R<Vec<Value>> {
         if r != 1 {
             return Err(inv("integer Concat is supported for 1-D tensors only"));
         }
-        let v: Vec<i64> = vals.iter().flat_map(|v| int_values(v).unwrap_or_default()).collect();
+        let v: Vec<i64> = vals.iter().map(|v| int_values(v)).collect::<R<Vec<_>>>()?.concat();
         return Ok(vec![Value::I(HostTensor::i64(vec![v.len()], v))]);
     }
     let ts: Vec<DynTensor> = vals
