@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
-use super::quantizer::QParams;
 use crate::engine::{device, Plan};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Op, ValueId};
@@ -91,9 +90,4 @@ pub fn ranges(g: &Graph, sites: &[ValueId], data: &[f32], shape: [usize; 4], met
             })
         })
         .collect()
-}
-
-/// Quantization parameters from a range (asymmetric, as ZeroQ quantizes activations).
-pub fn act_params(range: (f32, f32), bits: u32) -> QParams {
-    QParams::asymmetric(range.0, range.1, bits)
 }
