@@ -143,12 +143,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         edge_abits: if a.all_layers_abits { None } else { Some(8) },
     };
     // Validate the request before any long work.
-    if !(2..=8).contains(&a.wbits) {
-        bail!("--wbits {}: weight bits must be 2..=8", a.wbits);
-    }
-    if let Some(b) = abits.filter(|b| !(4..=8).contains(b)) {
-        bail!("--abits {b}: activation bits must be 4..=8 (or fp32)");
-    }
+    cfg.validate()?;
     let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let [c, h, w] = distill::input_chw(&g)?;
     let (calib, calib_shape, source) = match (a.calib.as_str(), &a.distilled) {

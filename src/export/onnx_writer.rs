@@ -123,7 +123,7 @@ pub(crate) fn node_proto(g: &Graph, n: &Node, em: &mut Emitter) -> Result<()> {
     let mut input: Vec<String> = n.inputs.iter().map(name).collect();
     let output: Vec<String> = n.outputs.iter().map(|&o| g.name(o).to_string()).collect();
     let mut attribute = Vec::new();
-    let mut op_type = n.op.onnx_name().to_string();
+    let op_type = n.op.onnx_name().to_string();
     let ints = |em: &mut Emitter, hint: &str, v: &[i64]| em.init(&format!("{}_{hint}", n.name), int64_tensor(&[v.len()], v));
     match &n.op {
         Op::Conv(c) => {
@@ -206,9 +206,6 @@ pub(crate) fn node_proto(g: &Graph, n: &Node, em: &mut Emitter) -> Result<()> {
         Op::QuantizeLinear { axis, .. } | Op::DequantizeLinear { axis } => attribute.push(attr_i("axis", *axis)),
         Op::FakeQuant(_) => return Err(Error::node(&n.name, "FakeQuant", "is written by the QDQ exporter, not as a plain ONNX node")),
         Op::Relu | Op::HardSwish | Op::Sigmoid | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::GlobalAveragePool | Op::MatMul | Op::Identity | Op::Range => {}
-    }
-    if op_type == "FakeQuant" {
-        op_type.clear();
     }
     em.nodes.push(NodeProto { name: n.name.clone(), op_type, input, output, attribute, ..Default::default() });
     Ok(())

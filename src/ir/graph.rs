@@ -207,23 +207,13 @@ impl Graph {
     /// Inserts `op` on value `v`: every consumer of `v` (and the graph outputs) now reads the new node's
     /// output instead. Returns the new value. This is how quantizers are placed on tensors.
     pub fn insert_after(&mut self, v: ValueId, op: Op, name: impl Into<String>) -> ValueId {
-        let name = name.into();
-        let out = self.add_value(format!("{name}_out"));
-        for n in &mut self.nodes {
-            for i in n.inputs.iter_mut() {
-                if *i == Some(v) {
-                    *i = Some(out);
-                }
-            }
-        }
+        let all = self.consumers(v);
+        let out = self.insert_on_edges(v, &all, op, name);
         for o in self.outputs.iter_mut() {
             if *o == v {
                 *o = out;
             }
         }
-        let node = Node { name, op, inputs: vec![Some(v)], outputs: vec![out] };
-        let at = self.producer(v).map_or(0, |p| p + 1);
-        self.nodes.insert(at, node);
         out
     }
 

@@ -56,7 +56,8 @@ impl QuantConfig {
         Self { wbits: vec![wbits], abits, weight_range: WeightRange::MinMax, act_range: ActRange::MinMax, placement: Placement::Deployable, input_range: None, edge_abits: Some(8) }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the bit-widths, so callers can refuse a request before any long work.
+    pub fn validate(&self) -> Result<()> {
         if let Some(b) = self.wbits.iter().find(|&&b| !(2..=8).contains(&b)) {
             return Err(Error::Invalid(format!("weight bits must be 2..=8, got {b}")));
         }
@@ -165,7 +166,6 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
         g.nodes[l.node].inputs[1] = Some(value);
         weights.push(WeightQuant { layer: l.name.clone(), node: l.node, value, bits, axis, params: l.params, qparams, bias: None });
     }
-    passes::remove_unused_constants(&mut g);
 
     let mut activations = Vec::new();
     if let Some(abits) = cfg.abits {
