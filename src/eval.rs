@@ -85,6 +85,47 @@ pub fn evaluate(
     })
 }
 
+/// How closely a model follows a reference on the same inputs; needs no labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Agreement {
+    /// Images compared.
+    pub n: usize,
+    /// Share of images with the same top-1 class, in percent.
+    pub top1_match: f64,
+    /// Mean KL(softmax(reference) ‖ softmax(model)) in nats.
+    pub mean_kl: f64,
+}
+
+/// Compares `logits` with `reference` (both `[n, classes]` row-major).
+pub fn agreement(reference: &[f32], logits: &[f32], classes: usize) -> Agreement {
+    let classes = classes.max(1);
+    let n = reference.len().min(logits.len()) / classes;
+    let (mut same, mut kl) = (0usize, 0f64);
+    for (p, q) in reference.chunks_exact(classes).zip(logits.chunks_exact(classes)) {
+        same += usize::from(argmax(p) == argmax(q));
+        kl += kl_divergence(p, q);
+    }
+    let n_f = n.max(1) as f64;
+    Agreement { n, top1_match: 100.0 * same as f64 / n_f, mean_kl: kl / n_f }
+}
+
+/// KL(softmax(p) ‖ softmax(q)) for one row of logits, in f64 and from log-softmax (no overflow).
+pub fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
+    let lp = log_softmax(p);
+    let lq = log_softmax(q);
+    lp.iter().zip(&lq).map(|(&a, &b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
+}
+
+fn log_softmax(x: &[f32]) -> Vec<f64> {
+    let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let lse = m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+    x.iter().map(|&v| v as f64 - lse).collect()
+}
+
+fn argmax(row: &[f32]) -> usize {
+    rank_desc(row)[0]
+}
+
 /// Class indices sorted by decreasing logit (ties: lower index first, like `argmax`).
 fn rank_desc(row: &[f32]) -> Vec<usize> {
     let mut r: Vec<usize> = (0..row.len()).collect();
@@ -94,7 +135,17 @@ fn rank_desc(row: &[f32]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::rank_desc;
+    use super::*;
+
+    #[test]
+    fn kl_is_zero_for_equal_rows_and_matches_hand_value() {
+        assert_eq!(kl_divergence(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]), 0.0);
+        // p = softmax([0, 0]) = (½, ½), q = softmax([0, ln 3]) = (¼, ¾): KL = ½ln2 + ½ln(2/3).
+        let want = 0.5 * (0.5f64 / 0.25).ln() + 0.5 * (0.5f64 / 0.75).ln();
+        assert!((kl_divergence(&[0.0, 0.0], &[0.0, 3f32.ln()]) - want).abs() < 1e-6);
+        let a = agreement(&[0.0, 1.0, 1.0, 0.0], &[0.0, 2.0, 0.0, 1.0], 2);
+        assert_eq!((a.n, a.top1_match), (2, 50.0));
+    }
 
     #[test]
     fn ranking_breaks_ties_by_index() {

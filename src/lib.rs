@@ -7,9 +7,13 @@ The crate reads like the pipeline:
 2. [`engine`] runs the graph on the CPU (burn's `flex` backend), keeps intermediate tensors and
    differentiates a loss with respect to the input.
 3. [`data`] reads labelled sets (CIFAR-10 binary, image folders) with explicit preprocessing, and `.npy`.
-4. [`eval`] measures top-1/top-5 accuracy and agreement between models.
-
-Later stages (distillation, sensitivity, Pareto, quantization, export) build on these.
+4. [`distill`] synthesises input batches whose BatchNorm statistics match the model's.
+5. [`sensitivity`] measures how much each layer suffers at each bit-width; [`pareto`] picks one bit-width
+   per layer under a size budget, exactly, and gives the whole size/sensitivity frontier.
+6. [`quant`] calibrates activation ranges and simulates the quantized model; [`export`] writes it as ONNX
+   QDQ for real runtimes.
+7. [`pipeline`] runs all of it in one call, the job of `zeroq run`.
+8. [`eval`] measures top-1/top-5 accuracy and agreement between models; [`report`] draws pictures.
 */
 #![deny(missing_docs)]
 
@@ -22,7 +26,10 @@ pub mod export;
 pub mod ir;
 pub mod model;
 pub mod onnx;
+pub mod pareto;
+pub mod pipeline;
 pub mod quant;
 pub mod report;
+pub mod sensitivity;
 
 pub use error::{Error, Result};

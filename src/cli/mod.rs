@@ -2,10 +2,13 @@
 //! No maths here.
 
 mod distill;
+mod distilled;
 mod eval;
 mod inspect;
 mod output;
 mod quantize;
+mod run;
+mod sensitivity;
 
 use clap::{Parser, Subcommand};
 
@@ -38,7 +41,13 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Synthesise distilled data from the model's BatchNorm statistics (ZeroQ §3.1).
     Distill(distill::DistillArgs),
-    /// Quantize with calibrated ranges and write a deployable ONNX QDQ model.
+    /// The whole job: distil, measure sensitivity, choose bits, calibrate, quantize, export, report.
+    Run(run::RunArgs),
+    /// Measure each weight layer's sensitivity to 2..8-bit quantization (ZeroQ §3.2).
+    Sensitivity(sensitivity::SensitivityArgs),
+    /// Show the exact Pareto frontier of weight size vs. total sensitivity, and pick a configuration.
+    Pareto(sensitivity::ParetoArgs),
+    /// Quantize with calibrated ranges (uniform or mixed-precision weights) and write an ONNX QDQ model.
     Quantize(quantize::QuantizeArgs),
 }
 
@@ -50,6 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a, &out),
         Command::Eval(a) => eval::run(a, &out),
         Command::Distill(a) => distill::run(a, &out),
+        Command::Run(a) => run::run(a, &out),
+        Command::Sensitivity(a) => sensitivity::run(a, &out),
+        Command::Pareto(a) => sensitivity::run_pareto(a, &out),
         Command::Quantize(a) => quantize::run(a, &out),
     }
 }

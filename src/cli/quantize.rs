@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use zeroq::data::{self, npy, Preprocess};
-use zeroq::distill::{self, init::{initial_batch, Init}, DistillConfig};
+use zeroq::data::{self, Preprocess};
+use zeroq::distill::{self, init::{initial_batch, Init}};
+use zeroq::pareto::{fmt_bytes, Budget, Frontier};
+use zeroq::sensitivity::SensitivityConfig;
 use zeroq::engine::Plan;
 use zeroq::quant::{self, ActRange, Placement, QuantConfig, WeightRange};
 
+use super::distilled::{load_or_distill, Distilled};
+use super::sensitivity::{budget_from, label, measure, read_table};
 use super::Output;
 
 /// Where activations are quantized.
@@ -32,6 +36,16 @@ pub enum WeightRangeArg {
     Mse,
 }
 
+impl From<WeightRangeArg> for WeightRange {
+    fn from(a: WeightRangeArg) -> Self {
+        match a {
+            WeightRangeArg::Minmax => WeightRange::MinMax,
+            WeightRangeArg::Symmetric => WeightRange::Symmetric,
+            WeightRangeArg::Mse => WeightRange::Mse,
+        }
+    }
+}
+
 /// Arguments of `zeroq quantize`.
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
@@ -40,9 +54,23 @@ pub struct QuantizeArgs {
     /// Output ONNX (QDQ).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Weight bits (2-8).
+    /// Weight bits (2-8), the same for every layer.
     #[arg(long, default_value_t = 8)]
     pub wbits: u32,
+    /// Mixed-precision weights with the size of uniform N-bit weights (ZeroQ's MP4 is `--mp 4`): one
+    /// bit-width per layer from --mp-bits, minimising the summed sensitivity.
+    #[arg(long, value_name = "N", conflicts_with_all = ["wbits", "size_budget"])]
+    pub mp: Option<f64>,
+    /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).
+    #[arg(long, value_name = "SIZE", conflicts_with = "wbits")]
+    pub size_budget: Option<String>,
+    /// Candidate bit-widths for mixed precision.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    pub mp_bits: Vec<u32>,
+    /// Sensitivity table from `zeroq sensitivity` for mixed precision; measured on the calibration data
+    /// when absent.
+    #[arg(long)]
+    pub sensitivity: Option<PathBuf>,
     /// Activation bits (4-8) or fp32 (weight-only).
     #[arg(long, default_value = "8")]
     pub abits: String,
@@ -90,7 +118,10 @@ pub struct QuantizeArgs {
 struct Report {
     model: String,
     output: String,
+    /// The uniform weight bits, or the largest per-layer bit-width with mixed precision.
     wbits: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mixed_precision: Option<MixedPrecision>,
     abits: Option<u32>,
     placement: String,
     weight_range: String,
@@ -109,7 +140,36 @@ struct Report {
     eval_images: Option<usize>,
 }
 
-fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
+#[derive(Serialize)]
+struct MixedPrecision {
+    candidates: Vec<u32>,
+    budget_bytes: f64,
+    size_bytes: f64,
+    avg_bits: f64,
+    total_sensitivity: f64,
+    sensitivity_source: String,
+    /// (layer, bits) in network order.
+    bits: Vec<(String, u32)>,
+}
+
+/// `--abits`: 4..8 or fp32 (weight-only).
+pub fn parse_abits(s: &str) -> anyhow::Result<Option<u32>> {
+    match s {
+        "fp32" | "32" => Ok(None),
+        s => Ok(Some(s.parse::<u32>().map_err(|_| anyhow::anyhow!("--abits '{s}': expected 4-8 or fp32"))?)),
+    }
+}
+
+impl From<PlacementArg> for Placement {
+    fn from(a: PlacementArg) -> Self {
+        match a {
+            PlacementArg::Deployable => Placement::Deployable,
+            PlacementArg::Zeroq => Placement::ZeroQ,
+        }
+    }
+}
+
+pub fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
     match s {
         "minmax" => Ok(ActRange::MinMax),
         "mse" => Ok(ActRange::Mse),
@@ -121,52 +181,35 @@ fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
 }
 
 pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
-    let abits = match a.abits.as_str() {
-        "fp32" | "32" => None,
-        s => Some(s.parse::<u32>().map_err(|_| anyhow::anyhow!("--abits '{s}': expected 4-8 or fp32"))?),
-    };
+    let abits = parse_abits(&a.abits)?;
     let act_range = parse_act_range(&a.act_range)?;
     let cfg = QuantConfig {
         wbits: vec![a.wbits],
         abits,
-        weight_range: match a.weight_range {
-            WeightRangeArg::Minmax => WeightRange::MinMax,
-            WeightRangeArg::Symmetric => WeightRange::Symmetric,
-            WeightRangeArg::Mse => WeightRange::Mse,
-        },
+        weight_range: a.weight_range.into(),
         act_range,
-        placement: match a.placement {
-            PlacementArg::Deployable => Placement::Deployable,
-            PlacementArg::Zeroq => Placement::ZeroQ,
-        },
+        placement: a.placement.into(),
         input_range: Some(Preprocess::preset(&a.preset)?.input_range()),
         edge_abits: if a.all_layers_abits { None } else { Some(8) },
     };
     // Validate the request before any long work.
     cfg.validate()?;
     let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let budget = budget_from(a.mp, a.size_budget.as_deref())?;
+    if let Some(b) = budget {
+        check_budget(&g, b, &a.mp_bits)?;
+    }
     let [c, h, w] = distill::input_chw(&g)?;
-    let (calib, calib_shape, source) = match (a.calib.as_str(), &a.distilled) {
-        ("distilled", Some(p)) => {
-            let (d, s) = npy::read_f32(p)?;
-            if s.len() != 4 || s[1..] != [c, h, w] {
-                bail!("{}: distilled data has shape {s:?}, the model needs [N, {c}, {h}, {w}]", p.display());
-            }
-            (d, [s[0], c, h, w], format!("distilled:{}", p.display()))
+    let (calib, calib_shape, source) = match a.calib.as_str() {
+        "distilled" => {
+            let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "distillation (pass --calib gaussian or real images to skip it)", out)?;
+            (d.data, d.shape, d.source)
         }
-        ("distilled", None) => {
-            zeroq::model::require_batch_norm(&g, "distillation (pass --calib gaussian or real images to skip it)")?;
-            out.say("distilling calibration data (500 iterations, batch 32)…");
-            let pb = out.progress(500, "distill");
-            let d = distill::distill(&g, &DistillConfig { seed: a.seed, ..DistillConfig::default() }, &mut |_, it, _, _| pb.set_position(it as u64 + 1))?;
-            pb.finish_and_clear();
-            (d.data, d.shape, "distilled (on the fly)".to_string())
-        }
-        ("gaussian", _) => {
+        "gaussian" => {
             let n = a.calib_images.max(1);
             (initial_batch(n * c * h * w, Init::Gaussian, a.seed), [n, c, h, w], "gaussian".to_string())
         }
-        (spec, _) => {
+        spec => {
             let ds = data::open_dataset(spec, Preprocess::preset(&a.preset)?)?;
             let idx = data::strided_subset(ds.len(), Some(a.calib_images.max(1)));
             let (d, s) = data::load_batch(ds.as_ref(), &idx)?;
@@ -176,6 +219,16 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             (d, s, ds.describe())
         }
     };
+    let mut cfg = cfg;
+    let mixed_precision = match budget {
+        Some(b) => {
+            let d = Distilled { data: calib.clone(), shape: calib_shape, source: source.clone() };
+            let mp = choose_bits(&g, &a, b, &d, cfg.weight_range, out)?;
+            cfg.wbits = mp.bits.iter().map(|(_, b)| *b).collect();
+            Some(mp)
+        }
+        None => None,
+    };
     let q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
     let model = zeroq::export::qdq::to_qdq(&q)?;
     zeroq::export::write_onnx(&a.output, &model)?;
@@ -183,7 +236,8 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let mut report = Report {
         model: a.model.display().to_string(),
         output: a.output.display().to_string(),
-        wbits: a.wbits,
+        wbits: cfg.wbits.iter().copied().max().unwrap_or(a.wbits),
+        mixed_precision,
         abits,
         placement: format!("{:?}", cfg.placement),
         weight_range: format!("{:?}", cfg.weight_range),
@@ -211,19 +265,75 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         data::write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     out.result(&report, || {
+        let w = match &report.mixed_precision {
+            Some(mp) => format!("MP{:.2}", mp.avg_bits),
+            None => report.wbits.to_string(),
+        };
         let mut t = format!(
             "wrote {} (W{}A{}, {:?} placement): weights {:.1} KiB (FP32 {:.1} KiB), {} quantized activations\n",
             report.output,
-            report.wbits,
+            w,
             abits.map_or("32".to_string(), |b| b.to_string()),
             cfg.placement,
             report.quantized_size_bytes / 1024.0,
             report.fp32_size_bytes / 1024.0,
             report.activations.len()
         );
+        if let Some(mp) = &report.mixed_precision {
+            t += &format!("bits per layer: {}\n", mp.bits.iter().map(|(_, b)| b.to_string()).collect::<Vec<_>>().join(" "));
+        }
         if let (Some(f), Some(qa), Some(n)) = (report.fp32_top1, report.quantized_top1, report.eval_images) {
             t += &format!("top-1 on {n} images: FP32 {f:.2}%  quantized {qa:.2}%  ({:+.2})\n", qa - f);
         }
         t
+    })
+}
+
+/// Refuses a budget below every layer at the smallest candidate, before any long work.
+pub fn check_budget(g: &zeroq::ir::Graph, budget: Budget, candidates: &[u32]) -> anyhow::Result<()> {
+    if let Some(b) = candidates.iter().find(|b| !(2..=8).contains(*b)) {
+        bail!("--mp-bits: bit-widths must be in 2..=8, got {b}");
+    }
+    let params: usize = g.weight_layers().iter().map(|l| l.params).sum();
+    let min_bits = candidates.iter().copied().min().unwrap_or(2);
+    let smallest = params as u64 * min_bits as u64;
+    if budget.to_bits(params) < smallest {
+        bail!(
+            "size budget {} is below the smallest possible weight size {} (all {params} weights at {min_bits} bits); raise the budget",
+            fmt_bytes(budget.to_bits(params) as f64 / 8.0),
+            fmt_bytes(smallest as f64 / 8.0)
+        );
+    }
+    Ok(())
+}
+
+/// Sensitivity (read or measured) → exact Pareto choice within `budget`.
+fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Distilled, weight_range: WeightRange, out: &Output) -> anyhow::Result<MixedPrecision> {
+    let (sens, sensitivity_source) = match &a.sensitivity {
+        Some(p) => {
+            let sens = read_table(p)?;
+            let layers = g.weight_layers();
+            let same = sens.layers.len() == layers.len() && sens.layers.iter().zip(&layers).all(|(s, l)| s.name == l.name && s.params == l.params);
+            if !same {
+                bail!("{}: the table's layers do not match {} (measured on another model?); run `zeroq sensitivity` on this model", p.display(), a.model.display());
+            }
+            (sens, p.display().to_string())
+        }
+        None => {
+            out.say("measuring per-layer sensitivity…");
+            let cfg = SensitivityConfig { bits: a.mp_bits.clone(), weight_range, ..SensitivityConfig::default() };
+            (measure(g, &label(&a.model), d, &cfg, out)?, format!("measured on {}", d.source))
+        }
+    };
+    let params = sens.total_params();
+    let choice = Frontier::new(&sens)?.best_within(budget.to_bits(params))?;
+    Ok(MixedPrecision {
+        candidates: sens.bits.clone(),
+        budget_bytes: budget.to_bits(params) as f64 / 8.0,
+        size_bytes: choice.size_bytes(),
+        avg_bits: choice.size_bits as f64 / params.max(1) as f64,
+        total_sensitivity: choice.omega,
+        sensitivity_source,
+        bits: sens.layers.iter().zip(&choice.bits).map(|(l, &b)| (l.name.clone(), b)).collect(),
     })
 }

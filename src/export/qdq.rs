@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use super::onnx_writer::{assemble, float_tensor, int32_tensor, int8_tensor, node_proto, Emitter};
 use crate::error::Result;
 use crate::ir::{HostData, Op};
-use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
 use crate::quant::QuantizedModel;
 
 /// Builds the QDQ model.
@@ -43,6 +43,7 @@ pub fn to_qdq(q: &QuantizedModel) -> Result<ModelProto> {
                     input: vec![qn, sn, zn],
                     output: vec![name],
                     attribute: vec![axis_attr(w.axis)],
+                    doc_string: format!("{}-bit weights (values in [{}, {}]) stored as int8", w.bits, crate::quant::signed_range(w.bits).0, crate::quant::signed_range(w.bits).1),
                     ..Default::default()
                 });
             }
@@ -88,5 +89,12 @@ pub fn to_qdq(q: &QuantizedModel) -> Result<ModelProto> {
         em.nodes.push(NodeProto { name: format!("{}_q", n.name), op_type: "QuantizeLinear".into(), input: vec![src, sn.clone(), zn.clone()], output: vec![qname.clone()], ..Default::default() });
         em.nodes.push(NodeProto { name: format!("{}_dq", n.name), op_type: "DequantizeLinear".into(), input: vec![qname, sn, zn], output: vec![out], ..Default::default() });
     }
-    Ok(assemble(g, em, initializer))
+    let mut model = assemble(g, em, initializer);
+    // The chosen bit-widths travel with the model, for tools and people that read it later.
+    let wbits: serde_json::Map<String, serde_json::Value> = q.weights.iter().map(|w| (w.layer.clone(), w.bits.into())).collect();
+    let abits: serde_json::Map<String, serde_json::Value> = q.activations.iter().map(|a| (a.tensor.clone(), a.bits.into())).collect();
+    for (key, map) in [("zeroq.weight_bits", wbits), ("zeroq.activation_bits", abits)] {
+        model.metadata_props.push(StringStringEntryProto { key: key.into(), value: serde_json::Value::Object(map).to_string() });
+    }
+    Ok(model)
 }

@@ -161,7 +161,7 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
         let bits = cfg.wbits[if cfg.wbits.len() == 1 { 0 } else { i }];
         let w = &g.consts[&l.weight];
         let axis = output_axis(&g.nodes[l.node].op, w.shape.len());
-        let (deq, qparams) = quantize_along(w, axis, bits, cfg.weight_range);
+        let (deq, qparams) = quantize_weight(w, axis, bits, cfg.weight_range);
         let value = g.add_const(format!("{}.weight_quantized", l.name), deq);
         g.nodes[l.node].inputs[1] = Some(value);
         weights.push(WeightQuant { layer: l.name.clone(), node: l.node, value, bits, axis, params: l.params, qparams, bias: None });
@@ -257,8 +257,9 @@ pub fn activation_sites(g: &Graph, placement: Placement) -> Vec<ValueId> {
     sites
 }
 
-/// Per-channel quantization along `axis` of a 2-D or higher weight.
-fn quantize_along(w: &HostTensor, axis: usize, bits: u32, range: WeightRange) -> (HostTensor, Vec<QParams>) {
+/// Per-channel quantization along `axis` (the output channels) of a weight: the dequantized weight and
+/// the parameters of each channel.
+pub fn quantize_weight(w: &HostTensor, axis: usize, bits: u32, range: WeightRange) -> (HostTensor, Vec<QParams>) {
     let data = w.to_f32_vec();
     if axis == 0 || w.shape.len() < 2 {
         let (q, p) = quantize_per_channel(&data, w.shape.first().copied().unwrap_or(1), bits, range);

@@ -80,7 +80,7 @@ impl QParams {
 }
 
 /// How weight ranges are chosen per output channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum WeightRange {
     /// Channel min/max, asymmetric (ZeroQ).
     MinMax,

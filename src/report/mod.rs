@@ -1,4 +1,7 @@
-//! Pictures for people: a PNG grid of (distilled) images.
+//! Pictures for people: a PNG grid of (distilled) images, and charts ([`charts`]).
+
+pub mod charts;
+pub mod html;
 
 use std::path::Path;
 
@@ -8,6 +11,11 @@ use crate::error::{Error, Result};
 /// Writes `data` (`[N, 3, H, W]`, normalised) as a PNG grid, de-normalised with `pre`, each image scaled up
 /// by `zoom` (nearest neighbour) with a 2-pixel gap.
 pub fn write_image_grid(path: &Path, data: &[f32], shape: [usize; 4], pre: &Preprocess, zoom: usize) -> Result<()> {
+    write_atomic(path, &image_grid_png(data, shape, pre, zoom)?)
+}
+
+/// The PNG bytes of [`write_image_grid`].
+pub fn image_grid_png(data: &[f32], shape: [usize; 4], pre: &Preprocess, zoom: usize) -> Result<Vec<u8>> {
     let [n, c, h, w] = shape;
     if c != 3 {
         return Err(Error::Invalid(format!("an image grid needs 3-channel images, got {c} channels")));
@@ -32,5 +40,5 @@ pub fn write_image_grid(path: &Path, data: &[f32], shape: [usize; 4], pre: &Prep
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .map_err(|e| Error::Invalid(format!("encoding PNG: {e}")))?;
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }

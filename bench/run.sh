@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Whole-pipeline benchmark: `zeroq run MODEL --out DIR` (default settings: distillation of a calibration and
+# a held-out batch, sensitivity, Pareto MP4, quantize + calibrate, export, agreement) vs the PyTorch
+# reference of the same pipeline (bench/run_peer.py), same threads, same machine, same run.
+# Prints per stage the seconds of both and the ratio zeroq/PyTorch, then the total; keeps the result
+# under bench/runs/run-<date>.json. Stage names zeroq reports that the peer does not have (or the reverse)
+# are listed with "-" on the other side and left out of the ratio.
+# Needs: python3 -m pip install -r bench/requirements.txt, and a release build (cargo build --release).
+# Env: THREADS (default 2), MODEL (resnet20|resnet32|resnet44|resnet56, default resnet20),
+#      ITERS (distillation iterations per batch, default 500 = both tools' default; other values are passed
+#      to both as --iters), PEER_ONLY=1 (run only the PyTorch half, e.g. before `zeroq run` exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads="${THREADS:-2}"
+model="${MODEL:-resnet20}"
+iters="${ITERS:-500}"
+peer_only="${PEER_ONLY:-0}"
+zeroq=./target/release/zeroq
+if [[ $peer_only != 1 && ! -x "$zeroq" ]]; then
+    echo "run.sh: $zeroq not found; run \`cargo build --release\` first (or PEER_ONLY=1 for the PyTorch half)" >&2
+    exit 1
+fi
+iter_args=()
+[[ $iters == 500 ]] || iter_args=(--iters "$iters")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+zq='null'
+if [[ $peer_only != 1 ]]; then
+    zq=$("$zeroq" run "../shared/assets/models/cifar10/${model}_cifar10.onnx" --out "$tmp/out" --json --quiet \
+        --threads "$threads" "${iter_args[@]}" | tail -n 1)
+fi
+peer=$(python3 bench/run_peer.py --model "$model" --threads "$threads" "${iter_args[@]}" | tail -n 1)
+mkdir -p bench/runs
+out="bench/runs/run-$(date +%Y-%m-%d-%H%M).json"
+python3 - "$zq" "$peer" "$out" "$model" "$threads" "$iters" <<'PY'
+import json, sys
+z, p, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+model, threads, iters = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+# zeroq: "stages": [{"name": ..., "seconds": ...}, ...]; peer: "stages": {name: seconds or null}
+zs = {}
+for s in (z or {}).get("stages", []):
+    name = str(s.get("name", "?"))
+    if s.get("seconds") is not None:
+        zs[name] = zs.get(name, 0.0) + float(s["seconds"])
+ps = {k: v for k, v in p["stages"].items()}
+names = list(zs) + [k for k in ps if k not in zs]
+fmt = lambda v: f"{v:10.2f}" if v is not None else f"{'-':>10}"
+print(f"{model} whole pipeline (zeroq run vs PyTorch), {iters} distillation iterations, {threads} threads")
+print(f"{'stage':16} {'zeroq s':>10} {'PyTorch s':>10} {'zeroq/torch':>12}")
+for n in names:
+    a, b = zs.get(n), ps.get(n)
+    r = f"{a / b:11.2f}x" if a is not None and b else f"{'-':>12}"
+    print(f"{n:16} {fmt(a)} {fmt(b)} {r}")
+zt = (z or {}).get("total_seconds")
+pt = p["total_s"]
+r = f"{zt / pt:11.2f}x" if zt is not None and pt else f"{'-':>12}"
+print(f"{'total':16} {fmt(zt)} {fmt(pt)} {r}")
+print(f"(PyTorch: torch import {p['python_import_s']:.2f} s not counted; export is of a fake-quant model "
+      f"with float weights; MP4 bits {p['mp_bits']}; agreement on its held-out batch: top-1 match "
+      f"{p['agreement']['top1_match']:.2f}%, mean KL {p['agreement']['mean_kl']:.4g})")
+json.dump({"model": model, "iters": iters, "threads": threads, "peer_only": z is None,
+           "zeroq": z, "peer": p}, open(out, "w"), indent=1)
+print(f"saved {out}")
+PY

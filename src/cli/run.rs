@@ -1,0 +1,182 @@
+//! `zeroq run`: the whole job into one folder, with a report a person reads.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use zeroq::data::{self, Preprocess};
+use zeroq::distill::DistillConfig;
+use zeroq::pareto::fmt_bytes;
+use zeroq::pipeline::{self, files, EvalSet, Progress, RunConfig, StageRecord, Timeline, WeightBits};
+use zeroq::quant::QuantConfig;
+use zeroq::sensitivity::SensitivityConfig;
+
+use super::quantize::{check_budget, parse_abits, parse_act_range, PlacementArg, WeightRangeArg};
+use super::sensitivity::{budget_from, label};
+use super::Output;
+
+/// Arguments of `zeroq run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// FP32 ONNX model with BatchNormalization nodes.
+    pub model: PathBuf,
+    /// Output folder (created; refused if it holds files, unless --force).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace zeroq's files in an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Uniform weight bits (2-8). The default when neither --mp nor --size-budget is given: 8.
+    #[arg(long, conflicts_with_all = ["mp", "size_budget"])]
+    pub wbits: Option<u32>,
+    /// Mixed-precision weights with the size of uniform N-bit weights (MP4 = `--mp 4`).
+    #[arg(long, value_name = "N", conflicts_with = "size_budget")]
+    pub mp: Option<f64>,
+    /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).
+    #[arg(long, value_name = "SIZE")]
+    pub size_budget: Option<String>,
+    /// Activation bits (4-8) or fp32.
+    #[arg(long, default_value = "8")]
+    pub abits: String,
+    /// Candidate bit-widths for the sensitivity table and mixed precision.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    pub mp_bits: Vec<u32>,
+    /// Also measure top-1 of FP32 and of the exported model on labelled data (cifar10:PATH or folder:DIR).
+    #[arg(long)]
+    pub eval: Option<String>,
+    /// With --eval: an evenly strided subset of N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Preprocessing preset the model expects (cifar10 or imagenet).
+    #[arg(long, default_value = "cifar10")]
+    pub preset: String,
+    /// Adam iterations per distilled batch.
+    #[arg(long, default_value_t = 500)]
+    pub iters: usize,
+    /// Seed of the distillation (the held-out batch uses seed + 1).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Activation placement.
+    #[arg(long, value_enum, default_value = "deployable")]
+    pub placement: PlacementArg,
+    /// Weight range (for the sensitivity measurement and the final quantization).
+    #[arg(long, value_enum, default_value = "minmax")]
+    pub weight_range: WeightRangeArg,
+    /// Activation range: minmax, percentile:P or mse.
+    #[arg(long, default_value = "minmax")]
+    pub act_range: String,
+}
+
+/// One progress line per stage; a bar with ETA while a long stage runs.
+struct StageProgress<'a> {
+    out: &'a Output,
+    bar: ProgressBar,
+    label: String,
+}
+
+impl Progress for StageProgress<'_> {
+    fn stage(&mut self, name: &str, index: usize, count: usize, steps: Option<u64>) {
+        self.label = format!("[{index}/{count}] {name}");
+        self.bar = match steps {
+            Some(n) => {
+                let pb = self.out.progress(n, name);
+                pb.set_style(ProgressStyle::with_template("{prefix:<18} [{bar:30}] {pos}/{len} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+                pb
+            }
+            None => {
+                let pb = self.out.progress(1, name);
+                pb.set_style(ProgressStyle::with_template("{prefix:<18} {spinner} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                pb
+            }
+        };
+        self.bar.set_prefix(self.label.clone());
+    }
+
+    fn step(&mut self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    fn finished(&mut self, r: &StageRecord) {
+        self.bar.finish_and_clear();
+        let mem = r.peak_rss_bytes.map_or(String::new(), |b| format!(", peak {:.0} MiB", b as f64 / (1024.0 * 1024.0)));
+        self.out.say(format!("{:<18} {:>7.1} s{mem}", self.label, r.seconds));
+    }
+}
+
+pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
+    // Everything that can be refused is refused before any long work.
+    let abits = parse_abits(&a.abits)?;
+    let wbits = match (a.wbits, budget_from(a.mp, a.size_budget.as_deref())?) {
+        (_, Some(b)) => WeightBits::Mixed(b),
+        (w, None) => WeightBits::Uniform(w.unwrap_or(8)),
+    };
+    let preprocess = Preprocess::preset(&a.preset)?;
+    let quant = QuantConfig {
+        wbits: vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }],
+        abits,
+        weight_range: a.weight_range.into(),
+        act_range: parse_act_range(&a.act_range)?,
+        placement: a.placement.into(),
+        input_range: Some(preprocess.input_range()),
+        edge_abits: Some(8),
+    };
+    quant.validate()?;
+    let mut mp_bits = a.mp_bits.clone();
+    if let WeightBits::Uniform(w) = wbits {
+        // The uniform choice is a point of the sensitivity table too.
+        if !mp_bits.contains(&w) {
+            mp_bits.push(w);
+            mp_bits.sort_unstable();
+        }
+    }
+    let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
+    prepare_out_dir(&a.out, a.force)?;
+
+    let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new() };
+    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(eval_data.is_some()));
+    let g = timeline.stage("load", None, |_| Ok(zeroq::onnx::load_onnx(&a.model))).and_then(|r| r).with_context(|| format!("loading {}", a.model.display()))?;
+    if let WeightBits::Mixed(b) = wbits {
+        check_budget(&g, b, &mp_bits)?;
+    }
+    let cfg = RunConfig {
+        distill: DistillConfig { iters: a.iters, seed: a.seed, ..DistillConfig::default() },
+        sensitivity: SensitivityConfig { bits: mp_bits, weight_range: a.weight_range.into(), ..SensitivityConfig::default() },
+        wbits,
+        quant,
+        preprocess,
+    };
+    let eval_set = eval_data.as_deref().map(|d| EvalSet { data: d, idx: data::strided_subset(d.len(), a.limit) });
+    let r = pipeline::run(&g, &label(&a.model), &cfg, &a.out, eval_set, &mut timeline)?;
+    out.result(&r, || {
+        let mut t = format!("{} → {}: {} {}\n", r.model, a.out.join(files::MODEL).display(), r.config, fmt_bytes(r.quantized_size_bytes));
+        t += &format!("weights {} → {}; agreement with FP32 on held-out distilled images: {:.1}% top-1, mean KL {:.2e}\n", fmt_bytes(r.fp32_size_bytes), fmt_bytes(r.quantized_size_bytes), r.holdout_agreement.top1_match, r.holdout_agreement.mean_kl);
+        if let Some(acc) = &r.accuracy {
+            t += &format!("top-1 on {} images: FP32 {:.2}%  quantized {:.2}%  ({:+.2})\n", acc.images, acc.fp32_top1, acc.quantized_top1, acc.quantized_top1 - acc.fp32_top1);
+        }
+        t + &format!("{:.1} s in all; open {}\n", r.total_seconds, a.out.join(files::REPORT_HTML).display())
+    })
+}
+
+/// Creates the output folder, refusing one that holds files unless `force`, in which case zeroq's own
+/// files are removed first (nothing else is touched).
+fn prepare_out_dir(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("{}: exists and is not a folder; choose another --out", dir.display());
+        }
+        let non_empty = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some();
+        if non_empty && !force {
+            bail!("{}: the output folder already holds files; pass --force to replace zeroq's files in it, or choose another --out", dir.display());
+        }
+        for f in files::ALL {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(())
+}

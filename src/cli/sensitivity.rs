@@ -1,0 +1,151 @@
+//! `zeroq sensitivity` and `zeroq pareto`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use zeroq::data::write_atomic;
+use zeroq::pareto::{fmt_bytes, Budget, Frontier, Summary};
+use zeroq::report::charts;
+use zeroq::sensitivity::{self, Sensitivity, SensitivityConfig};
+
+use super::distilled::load_or_distill;
+use super::quantize::WeightRangeArg;
+use super::Output;
+
+/// Arguments of `zeroq sensitivity`.
+#[derive(Args, Debug)]
+pub struct SensitivityArgs {
+    /// FP32 ONNX model with BatchNormalization nodes.
+    pub model: PathBuf,
+    /// Distilled data (.npy from `zeroq distill`); one batch is distilled on the fly when absent.
+    #[arg(long)]
+    pub distilled: Option<PathBuf>,
+    /// Candidate weight bit-widths (2-8).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    pub bits: Vec<u32>,
+    /// Weight range of the quantized layer (use the one you will quantize with).
+    #[arg(long, value_enum, default_value = "minmax")]
+    pub weight_range: WeightRangeArg,
+    /// Output table (JSON), the input of `zeroq pareto` and `zeroq quantize --sensitivity`.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also draw the sensitivity chart (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Seed for on-the-fly distillation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rerun the whole network for every measurement instead of continuing from the FP32 activations
+    /// before each layer (same numbers, slower; for benchmarking).
+    #[arg(long)]
+    pub no_prefix_reuse: bool,
+}
+
+pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
+    if let Some(b) = a.bits.iter().find(|b| !(2..=8).contains(*b)) {
+        anyhow::bail!("--bits: bit-widths must be in 2..=8, got {b}");
+    }
+    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
+    let cfg = SensitivityConfig { bits: a.bits.clone(), weight_range: a.weight_range.into(), reuse_prefix: !a.no_prefix_reuse, ..SensitivityConfig::default() };
+    let start = std::time::Instant::now();
+    let sens = measure(&g, &label(&a.model), &d, &cfg, out)?;
+    let seconds = start.elapsed().as_secs_f64();
+    write_atomic(&a.output, serde_json::to_string_pretty(&sens)?.as_bytes())?;
+    if let Some(p) = &a.plot {
+        write_atomic(p, charts::sensitivity_svg(&sens)?.as_bytes())?;
+    }
+    let j = serde_json::json!({ "output": a.output, "plot": a.plot, "seconds": seconds, "sensitivity": sens });
+    out.result(&j, || {
+        let mut t = format!("{:>3}  {:<44} {:>9}", "#", "layer", "params");
+        for b in &sens.bits {
+            t += &format!(" {:>11}", format!("Ω({b}-bit)"));
+        }
+        t += "\n";
+        for (i, l) in sens.layers.iter().enumerate() {
+            t += &format!("{i:>3}  {:<44} {:>9}", l.name, l.params);
+            for o in &l.omega {
+                t += &format!(" {o:>11.3e}");
+            }
+            t += "\n";
+        }
+        t + &format!("measured on {} images in {seconds:.1} s; wrote {}\n", sens.images, a.output.display())
+    })
+}
+
+/// Runs [`sensitivity::measure`] with a progress bar.
+pub fn measure(g: &zeroq::ir::Graph, model: &str, d: &super::distilled::Distilled, cfg: &SensitivityConfig, out: &Output) -> anyhow::Result<Sensitivity> {
+    let pb = out.progress(g.weight_layers().len() as u64, "sensitivity");
+    let sens = sensitivity::measure(g, model, &d.data, d.shape, cfg, &mut |done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    Ok(sens)
+}
+
+/// A short name for a model file, for titles.
+pub fn label(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Arguments of `zeroq pareto`.
+#[derive(Args, Debug)]
+pub struct ParetoArgs {
+    /// Sensitivity table from `zeroq sensitivity`.
+    pub sensitivity: PathBuf,
+    /// Mark the best configuration within this weight-size budget: 120KB, 0.12MB, 250KiB or 4.0bits
+    /// (average bits per weight).
+    #[arg(long)]
+    pub size_budget: Option<String>,
+    /// Shorthand for --size-budget Nbits (the size of uniform N-bit weights; MP4 = 4).
+    #[arg(long, conflicts_with = "size_budget")]
+    pub mp: Option<f64>,
+    /// Write the frontier, the uniform points and the chosen configuration (JSON).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Draw the frontier (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// `--mp N` / `--size-budget S` as a [`Budget`].
+pub fn budget_from(mp: Option<f64>, size_budget: Option<&str>) -> anyhow::Result<Option<Budget>> {
+    match (mp, size_budget) {
+        (Some(b), _) if !(b.is_finite() && b > 0.0) => anyhow::bail!("--mp {b}: expected average bits per weight, e.g. 4"),
+        (Some(b), _) => Ok(Some(Budget::BitsPerWeight(b))),
+        (None, Some(s)) => Ok(Some(s.parse::<Budget>()?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads and checks a sensitivity table.
+pub fn read_table(p: &Path) -> anyhow::Result<Sensitivity> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let sens: Sensitivity = serde_json::from_str(&text).with_context(|| format!("{}: not a sensitivity table from `zeroq sensitivity`", p.display()))?;
+    sens.validate(&p.display().to_string())?;
+    Ok(sens)
+}
+
+pub fn run_pareto(a: ParetoArgs, out: &Output) -> anyhow::Result<()> {
+    let budget = budget_from(a.mp, a.size_budget.as_deref())?;
+    let sens = read_table(&a.sensitivity)?;
+    let front = Frontier::new(&sens)?;
+    let chosen = budget.map(|b| front.best_within(b.to_bits(sens.total_params()))).transpose()?;
+    let summary = Summary::new(&sens, &front, chosen.as_ref(), 400);
+    if let Some(p) = &a.output {
+        write_atomic(p, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    }
+    if let Some(p) = &a.plot {
+        write_atomic(p, charts::pareto_svg(&summary)?.as_bytes())?;
+    }
+    out.result(&summary, || {
+        let mut t = format!("{}: {} layers, {} weights; exact frontier of {} points\n", summary.model, sens.layers.len(), summary.params, summary.frontier_points);
+        for u in &summary.uniform {
+            t += &format!("uniform {:.0}-bit   {:>12}  ΣΩ {:.4e}\n", u.avg_bits, fmt_bytes(u.size_bytes), u.omega);
+        }
+        if let Some(c) = &summary.chosen {
+            t += &format!("chosen ({:.2} bits/weight) {:>12}  ΣΩ {:.4e}\n", c.avg_bits, fmt_bytes(c.size_bytes), c.omega);
+            t += &format!("bits per layer: {}\n", c.layers.iter().map(|(_, b)| b.to_string()).collect::<Vec<_>>().join(" "));
+        }
+        t
+    })
+}

@@ -1,0 +1,177 @@
+//! Per-layer sensitivity (ZeroQ §3.2): how far the network's output moves when one layer's weights,
+//! and only those, are quantized to k bits.
+//!
+//! Ω_i(k) = mean over the images of KL(softmax(FP32 logits) ‖ softmax(logits with layer i at k bits)).
+//!
+//! The FP32 run is advanced layer by layer and each measurement continues from the activations just
+//! before layer i (a cloned [`RunState`]), so the prefix is computed once instead of L·|bits| times.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{DynTensor, Plan, RunState, Value};
+use crate::error::{Error, Result};
+use crate::eval::kl_divergence;
+use crate::ir::Graph;
+use crate::quant::{output_axis, quantize_weight, WeightRange};
+
+/// How sensitivities are measured.
+#[derive(Clone, Debug)]
+pub struct SensitivityConfig {
+    /// Candidate weight bit-widths (ZeroQ: 2, 4, 8).
+    pub bits: Vec<u32>,
+    /// Weight range used for the quantized layer (the same choice the final quantization makes).
+    pub weight_range: WeightRange,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Continue from the FP32 activations before each layer (`true`, the default) or rerun the whole
+    /// network for every measurement (for the benchmark that shows what the reuse saves).
+    pub reuse_prefix: bool,
+}
+
+impl Default for SensitivityConfig {
+    fn default() -> Self {
+        Self { bits: vec![2, 4, 8], weight_range: WeightRange::MinMax, batch: 32, reuse_prefix: true }
+    }
+}
+
+/// Sensitivity of one weight layer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LayerSensitivity {
+    /// Node name.
+    pub name: String,
+    /// ONNX op type (Conv, Gemm, MatMul).
+    pub op_type: String,
+    /// Number of weights.
+    pub params: usize,
+    /// Ω for each bit-width of [`Sensitivity::bits`], in the same order.
+    pub omega: Vec<f64>,
+}
+
+/// The sensitivity table: what `zeroq sensitivity` writes and `zeroq pareto` reads.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Sensitivity {
+    /// The model it was measured on (a label: file name or zoo name).
+    pub model: String,
+    /// Candidate bit-widths, ascending.
+    pub bits: Vec<u32>,
+    /// Weight range used (`MinMax`, `Symmetric`, `Mse`).
+    pub weight_range: WeightRange,
+    /// Images the KL is averaged over.
+    pub images: usize,
+    /// Weight layers in network order (the order of [`Graph::weight_layers`] after BN folding).
+    pub layers: Vec<LayerSensitivity>,
+}
+
+impl Sensitivity {
+    /// Total number of weights.
+    pub fn total_params(&self) -> usize {
+        self.layers.iter().map(|l| l.params).sum()
+    }
+
+    /// Ω of layer `layer` at `bits` (which must be one of [`Sensitivity::bits`]).
+    pub fn omega(&self, layer: usize, bits: u32) -> Option<f64> {
+        let j = self.bits.iter().position(|&b| b == bits)?;
+        self.layers.get(layer)?.omega.get(j).copied()
+    }
+
+    /// Checks that the table is usable: bit-widths ascending in 1..=8, one Ω per bit-width and layer,
+    /// no negative or non-finite Ω. `source` names the file for the message.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let bad = |why: String| Err(Error::Invalid(format!("{source}: {why}; regenerate it with `zeroq sensitivity`")));
+        if self.bits.is_empty() || self.bits.windows(2).any(|w| w[0] >= w[1]) || self.bits.iter().any(|b| !(1..=8).contains(b)) {
+            return bad(format!("bit-widths must be distinct, ascending, in 1..=8 (got {:?})", self.bits));
+        }
+        if self.layers.is_empty() {
+            return bad("it lists no layers".into());
+        }
+        for l in &self.layers {
+            if l.omega.len() != self.bits.len() {
+                return bad(format!("layer '{}' has {} values for {} bit-widths", l.name, l.omega.len(), self.bits.len()));
+            }
+            if let Some(v) = l.omega.iter().find(|v| !v.is_finite() || **v < 0.0) {
+                return bad(format!("layer '{}' has an invalid sensitivity {v}", l.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Measures Ω for every weight layer of `graph` and every bit-width of `cfg`, on `data` (`[N, C, H, W]`,
+/// normalised). `progress(done, total)` is called after each layer.
+pub fn measure(
+    graph: &Graph,
+    model: &str,
+    data: &[f32],
+    shape: [usize; 4],
+    cfg: &SensitivityConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Sensitivity> {
+    let mut bits = cfg.bits.clone();
+    bits.sort_unstable();
+    bits.dedup();
+    if bits.is_empty() || bits.iter().any(|b| !(2..=8).contains(b)) {
+        return Err(Error::Invalid(format!("sensitivity bit-widths must be in 2..=8, got {:?}", cfg.bits)));
+    }
+    let per: usize = shape[1..].iter().product();
+    if shape[0] == 0 || per == 0 || data.len() != shape[0] * per {
+        return Err(Error::Invalid(format!("sensitivity needs a non-empty batch of images; got {} values for shape {shape:?}", data.len())));
+    }
+    let plan = Plan::for_inference(graph.clone())?;
+    let g = plan.graph();
+    let layers = g.weight_layers();
+    if layers.is_empty() {
+        return Err(Error::Invalid("the model has no quantizable layer (Conv/Gemm/MatMul with a constant weight)".into()));
+    }
+
+    // One FP32 run per batch, stopped before the first layer; its logits are the reference.
+    let mut states = Vec::new();
+    let mut reference = Vec::new();
+    for chunk in data.chunks(per * cfg.batch.max(1)) {
+        let n = chunk.len() / per;
+        let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, shape[1], shape[2], shape[3]]), plan.device());
+        let state = plan.start(vec![Value::float(DynTensor::R4(x))])?;
+        reference.push(logits(plan.finish(state.clone(), &HashMap::new())?)?);
+        states.push(state);
+    }
+    let fresh: Vec<RunState> = states.clone();
+
+    let mut out = Vec::with_capacity(layers.len());
+    for (li, layer) in layers.iter().enumerate() {
+        let w = &g.consts[&layer.weight];
+        let axis = output_axis(&g.nodes[layer.node].op, w.shape.len());
+        let mut omega = Vec::with_capacity(bits.len());
+        for &b in &bits {
+            let (deq, _) = quantize_weight(w, axis, b, cfg.weight_range);
+            let overrides = HashMap::from([(layer.weight, Value::from_host(&deq, plan.device())?)]);
+            let mut kl = 0f64;
+            for (bi, state) in states.iter_mut().enumerate() {
+                let from = if cfg.reuse_prefix {
+                    plan.advance(state, layer.node)?;
+                    state.clone()
+                } else {
+                    fresh[bi].clone()
+                };
+                let q = logits(plan.finish(from, &overrides)?)?;
+                let (r, classes) = &reference[bi];
+                kl += r.chunks_exact(*classes).zip(q.0.chunks_exact(*classes)).map(|(p, q)| kl_divergence(p, q)).sum::<f64>();
+            }
+            omega.push(kl / shape[0] as f64);
+        }
+        out.push(LayerSensitivity { name: layer.name.clone(), op_type: layer.op_type.to_string(), params: layer.params, omega });
+        progress(li + 1, layers.len());
+    }
+    Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out })
+}
+
+/// The first output as `[n, classes]` logits.
+fn logits(outputs: Vec<Value>) -> Result<(Vec<f32>, usize)> {
+    let y = outputs.into_iter().next().ok_or_else(|| Error::Invalid("the model has no output".into()))?;
+    let dims = y.shape().to_vec();
+    if dims.len() != 2 {
+        return Err(Error::Invalid(format!("the model's output has shape {dims:?}; sensitivity needs [batch, classes] logits")));
+    }
+    Ok((y.to_host()?.to_f32_vec(), dims[1]))
+}
