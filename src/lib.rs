@@ -24,5 +24,6 @@ pub mod model;
 pub mod onnx;
 pub mod quant;
 pub mod report;
+pub mod torch;
 
 pub use error::{Error, Result};

@@ -7,3 +7,4 @@ mod eval_assets;
 mod gradient;
 mod onnxruntime;
 mod quantize;
+mod torch_import;
