@@ -9,10 +9,14 @@ The crate reads like the pipeline:
 3. [`data`] reads labelled sets (CIFAR-10 binary, image folders) with explicit preprocessing, and `.npy`.
 4. [`eval`] measures top-1/top-5 accuracy and agreement between models.
 
+Models come from ONNX files, or from PyTorch `state_dict` checkpoints ([`torch`]) of a built-in
+architecture ([`arch`]), or by name from the [`zoo`]; [`source::ModelSource`] is the one entry point.
+
 Later stages (distillation, sensitivity, Pareto, quantization, export) build on these.
 */
 #![deny(missing_docs)]
 
+pub mod arch;
 pub mod data;
 pub mod distill;
 pub mod engine;
@@ -24,6 +28,8 @@ pub mod model;
 pub mod onnx;
 pub mod quant;
 pub mod report;
+pub mod source;
 pub mod torch;
+pub mod zoo;
 
 pub use error::{Error, Result};

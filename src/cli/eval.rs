@@ -8,13 +8,15 @@ use serde::Serialize;
 use zeroq::data::{self, Preprocess};
 use zeroq::engine::Plan;
 
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Arguments of `zeroq eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// ONNX model (FP32 or quantized QDQ).
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Labelled data: `cifar10:PATH` (CIFAR-10 binary) or `folder:DIR` (images + labels.txt).
     #[arg(long)]
     pub data: String,
@@ -74,7 +76,7 @@ pub fn preprocess_from(preset: &str, resize: Option<usize>, crop: Option<usize>,
 pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
     let pre = preprocess_from(&a.preset, a.resize, a.crop, &a.mean, &a.std)?;
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = a.model.load()?;
     let ds = data::open_dataset(&a.data, pre)?;
     let idx = data::strided_subset(ds.len(), a.limit);
     let plan = Plan::for_inference(g)?;

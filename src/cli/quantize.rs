@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zeroq::data::{self, npy, Preprocess};
@@ -10,6 +10,7 @@ use zeroq::distill::{self, init::{initial_batch, Init}, DistillConfig};
 use zeroq::engine::Plan;
 use zeroq::quant::{self, ActRange, Placement, QuantConfig, WeightRange};
 
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Where activations are quantized.
@@ -35,8 +36,9 @@ pub enum WeightRangeArg {
 /// Arguments of `zeroq quantize`.
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
-    /// FP32 ONNX model with BatchNormalization nodes.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Output ONNX (QDQ).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -144,7 +146,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     };
     // Validate the request before any long work.
     cfg.validate()?;
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = a.model.load()?;
     let [c, h, w] = distill::input_chw(&g)?;
     let (calib, calib_shape, source) = match (a.calib.as_str(), &a.distilled) {
         ("distilled", Some(p)) => {
