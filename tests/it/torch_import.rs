@@ -214,3 +214,69 @@ fn cli_checkpoint_errors_are_one_line() {
     let out = crate::common::zeroq().args(["inspect", "m.onnx", "--zoo", "efficientnet-lite0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The deterministic state_dict of tests/golden/torchvision_logits.py for `arch`.
+fn lcg_state_dict(arch: &str) -> zeroq::torch::StateDict {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{arch}.keys.json"));
+    let keys: Vec<(String, Vec<usize>)> = serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap();
+    let mut s: u64 = 7;
+    let mut entries = Vec::new();
+    for (k, shape) in keys {
+        let n: usize = shape.iter().product();
+        if k.ends_with("num_batches_tracked") {
+            entries.push((k, zeroq::ir::HostTensor::i64(shape, vec![0; n])));
+            continue;
+        }
+        let fan_in = if shape.len() > 1 { n / shape[0] } else { 1 };
+        let v = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (s >> 40) as f64 / (1u64 << 23) as f64 - 1.0;
+                (if k.ends_with("running_var") {
+                    1.0 + 0.25 * u
+                } else if k.ends_with("running_mean") || k.ends_with("bias") {
+                    0.1 * u
+                } else if shape.len() == 1 {
+                    1.0 + 0.1 * u
+                } else {
+                    u * (6.0 / fan_in as f64).sqrt()
+                }) as f32
+            })
+            .collect();
+        entries.push((k, zeroq::ir::HostTensor::f32(shape, v)));
+    }
+    zeroq::torch::StateDict { path: p, entries }
+}
+
+/// ResNet18/50 and MobileNetV2 built from torchvision key names give PyTorch's logits.
+fn check_torchvision(name: &str) {
+    let arch: zeroq::arch::Arch = name.parse().unwrap();
+    let g = arch.build(&lcg_state_dict(name)).unwrap_or_else(|e| panic!("{e}"));
+    let (x, _) = golden_input(224);
+    let x = x[..3 * 224 * 224].to_vec();
+    let plan = zeroq::engine::Plan::for_inference(g).unwrap();
+    let ours = zeroq::quant::predict(&plan, &x, [1, 3, 224, 224], 1).unwrap();
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.logits.npy"));
+    let (want, _) = zeroq::data::npy::read_f32(&p).unwrap();
+    // Random weights give logits up to ~2000 (ResNet50): compare relative to the largest logit; float32
+    // summation order over 50 layers accounts for ~1e-6 of it.
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = max_abs_diff(&ours, &want);
+    eprintln!("{name}: max |zeroq - PyTorch| = {d:.2e} (largest logit {scale:.1})");
+    assert!(d <= 1e-4 * scale, "{name}: zeroq logits differ from PyTorch's by {d} (largest logit {scale})");
+}
+
+#[test]
+fn resnet18_matches_pytorch() {
+    check_torchvision("resnet18");
+}
+
+#[test]
+fn resnet50_matches_pytorch() {
+    check_torchvision("resnet50");
+}
+
+#[test]
+fn mobilenet_v2_matches_pytorch() {
+    check_torchvision("mobilenet-v2");
+}
