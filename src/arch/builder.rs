@@ -66,14 +66,12 @@ impl<'a> Builder<'a> {
 
     /// The float tensor `key`, which must have shape `shape`, as a graph constant.
     pub fn weight(&mut self, key: &str, shape: &[usize]) -> Result<ValueId> {
-        let t = self.sd.get(key).ok_or_else(|| {
-            self.err(format!("no tensor '{key}' (shape {shape:?}), which {} needs: is this a {} state_dict?", self.arch, self.arch))
-        })?;
+        let t =
+            self.sd.get(key).ok_or_else(|| self.err(format!("no tensor '{key}' (shape {shape:?}), which {} needs: is this a {} state_dict?", self.arch, self.arch)))?;
         if t.shape != shape {
-            return Err(self.err(format!(
-                "tensor '{key}' has shape {:?}, but {} expects {shape:?}: the checkpoint is of another architecture or variant",
-                t.shape, self.arch
-            )));
+            return Err(
+                self.err(format!("tensor '{key}' has shape {:?}, but {} expects {shape:?}: the checkpoint is of another architecture or variant", t.shape, self.arch))
+            );
         }
         if !t.is_float() {
             return Err(self.err(format!("tensor '{key}' is an integer tensor; {} needs floats there", self.arch)));
@@ -97,14 +95,8 @@ impl<'a> Builder<'a> {
     pub fn conv(&mut self, x: ValueId, prefix: &str, spec: &ConvSpec) -> Result<ValueId> {
         let w = self.weight(&format!("{prefix}.weight"), &[spec.cout, spec.cin / spec.groups, spec.kernel, spec.kernel])?;
         let b = if spec.bias { Some(self.weight(&format!("{prefix}.bias"), &[spec.cout])?) } else { None };
-        let op = Op::Conv(Conv {
-            kernel: [spec.kernel; 2],
-            strides: [spec.stride; 2],
-            pads: spec.pads,
-            dilations: [1, 1],
-            group: spec.groups,
-            auto_pad: AutoPad::NotSet,
-        });
+        let op =
+            Op::Conv(Conv { kernel: [spec.kernel; 2], strides: [spec.stride; 2], pads: spec.pads, dilations: [1, 1], group: spec.groups, auto_pad: AutoPad::NotSet });
         Ok(self.node(prefix, op, vec![Some(x), Some(w), b]))
     }
 
@@ -172,11 +164,8 @@ impl<'a> Builder<'a> {
 
     /// The graph with output `out`; an error if the checkpoint holds float tensors the architecture did not use.
     pub fn finish(mut self, out: ValueId) -> Result<Graph> {
-        if let Some((k, t)) = self.sd.entries.iter().find(|(k, t)| !self.used.contains(k) && !(k.ends_with("num_batches_tracked") && !t.is_float())) {
-            return Err(self.err(format!(
-                "tensor '{k}' (shape {:?}) is not part of {}: the checkpoint is of another architecture or variant",
-                t.shape, self.arch
-            )));
+        if let Some((k, t)) = self.sd.entries.iter().find(|(k, t)| !self.used.contains(k) && (t.is_float() || !k.ends_with("num_batches_tracked"))) {
+            return Err(self.err(format!("tensor '{k}' (shape {:?}) is not part of {}: the checkpoint is of another architecture or variant", t.shape, self.arch)));
         }
         self.g.outputs.push(out);
         Ok(self.g)

@@ -33,7 +33,7 @@ struct Row {
     input: [usize; 4],
     preset: &'static str,
     pip: &'static str,
-    reported_top1: f32,
+    reported_top1: f64,
     cached: bool,
 }
 
@@ -79,7 +79,12 @@ pub fn run(a: ZooArgs, out: &Output) -> anyhow::Result<()> {
             let mut done = Vec::new();
             for e in entries {
                 let f = zeroq::zoo::fetch(e, &mut |m| out.say(m))?;
-                done.push(FetchedJson { name: e.name.into(), checkpoint: f.checkpoint.display().to_string(), onnx: f.onnx.display().to_string(), downloaded: f.downloaded });
+                done.push(FetchedJson {
+                    name: e.name.into(),
+                    checkpoint: f.checkpoint.display().to_string(),
+                    onnx: f.onnx.display().to_string(),
+                    downloaded: f.downloaded,
+                });
             }
             out.result(&done, || done.iter().map(|d| format!("{}: {} (sha256 verified)\n{}: {}\n", d.name, d.checkpoint, d.name, d.onnx)).collect())
         }

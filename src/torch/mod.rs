@@ -220,7 +220,12 @@ fn materialize(t: &TensorRef, storage: &[u8]) -> std::result::Result<HostTensor,
         let last = t.size.iter().zip(&t.stride).try_fold(base, |acc, (&n, &s)| acc.checked_add((n - 1).checked_mul(s)?));
         match last {
             Some(l) if l < avail => {}
-            _ => return Err(format!("shape {:?} with strides {:?} at offset {base} reaches past its storage of {avail} elements (corrupted or truncated checkpoint)", t.size, t.stride)),
+            _ => {
+                return Err(format!(
+                    "shape {:?} with strides {:?} at offset {base} reaches past its storage of {avail} elements (corrupted or truncated checkpoint)",
+                    t.size, t.stride
+                ))
+            }
         }
     }
     // Element indices in row-major order.
