@@ -76,6 +76,15 @@ pub enum Error {
         stage: &'static str,
     },
 
+    /// A PyTorch checkpoint cannot be read, or does not fit the architecture it was given for.
+    #[error("{}: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What was wrong (naming the tensor key where there is one).
+        reason: String,
+    },
+
     /// A request or argument is invalid.
     #[error("{0}")]
     Invalid(String),

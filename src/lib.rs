@@ -14,9 +14,13 @@ The crate reads like the pipeline:
    QDQ for real runtimes.
 7. [`pipeline`] runs all of it in one call, the job of `zeroq run`.
 8. [`eval`] measures top-1/top-5 accuracy and agreement between models; [`report`] draws pictures.
+
+Models come from ONNX files, or from PyTorch `state_dict` checkpoints ([`torch`]) of a built-in
+architecture ([`arch`]), or by name from the [`zoo`]; [`source::ModelSource`] is the one entry point.
 */
 #![deny(missing_docs)]
 
+pub mod arch;
 pub mod data;
 pub mod distill;
 pub mod engine;
@@ -31,5 +35,8 @@ pub mod pipeline;
 pub mod quant;
 pub mod report;
 pub mod sensitivity;
+pub mod source;
+pub mod torch;
+pub mod zoo;
 
 pub use error::{Error, Result};

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zeroq::distill::{self, init::Init, DistillConfig};
 
 use super::eval::preprocess_from;
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Initial batch distribution.
@@ -23,8 +23,9 @@ pub enum InitArg {
 /// Arguments of `zeroq distill`.
 #[derive(Args, Debug)]
 pub struct DistillArgs {
-    /// ONNX model with BatchNormalization nodes.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Output .npy (float32, NCHW, normalised input space).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -50,8 +51,9 @@ pub struct DistillArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Preprocessing preset used to de-normalise the preview.
-    #[arg(long, default_value = "cifar10")]
-    pub preset: String,
+    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Preview mean override.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     pub mean: Option<Vec<f32>>,
@@ -74,8 +76,8 @@ struct DistillJson {
 }
 
 pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
-    let pre = preprocess_from(&a.preset, None, None, &a.mean, &a.std)?;
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let pre = preprocess_from(&a.model.preset(&a.preset)?, None, None, &a.mean, &a.std)?;
+    let g = a.model.load()?;
     let cfg = DistillConfig {
         batch: a.batch,
         batches: a.batches,

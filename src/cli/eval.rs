@@ -8,19 +8,22 @@ use serde::Serialize;
 use zeroq::data::{self, Preprocess};
 use zeroq::engine::Plan;
 
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Arguments of `zeroq eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// ONNX model (FP32 or quantized QDQ).
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Labelled data: `cifar10:PATH` (CIFAR-10 binary) or `folder:DIR` (images + labels.txt).
     #[arg(long)]
     pub data: String,
     /// Preprocessing preset: cifar10 (32x32, no resize) or imagenet (resize 256, crop 224).
-    #[arg(long, default_value = "cifar10")]
-    pub preset: String,
+    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Override the preset's resize (shorter side, pixels).
     #[arg(long)]
     pub resize: Option<usize>,
@@ -73,8 +76,8 @@ pub fn preprocess_from(preset: &str, resize: Option<usize>, crop: Option<usize>,
 
 pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
-    let pre = preprocess_from(&a.preset, a.resize, a.crop, &a.mean, &a.std)?;
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let pre = preprocess_from(&a.model.preset(&a.preset)?, a.resize, a.crop, &a.mean, &a.std)?;
+    let g = a.model.load()?;
     let ds = data::open_dataset(&a.data, pre)?;
     let idx = data::strided_subset(ds.len(), a.limit);
     let plan = Plan::for_inference(g)?;

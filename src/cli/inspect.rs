@@ -1,21 +1,21 @@
 //! `zeroq inspect`.
 
-use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Arguments of `zeroq inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// ONNX model.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 pub fn run(a: InspectArgs, out: &Output) -> anyhow::Result<()> {
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = a.model.load()?;
     let s = zeroq::model::summarize(&g);
     out.result(&s, || {
         let mut t = String::new();

