@@ -9,6 +9,8 @@
 # Env: THREADS (default 2), MODEL (resnet20|resnet32|resnet44|resnet56, default resnet20),
 #      ITERS (distillation iterations per batch, default 500 = both tools' default; other values are passed
 #      to both as --iters), PEER_ONLY=1 (run only the PyTorch half, e.g. before `zeroq run` exists).
+# Benchmark on an idle machine: under CPU contention PyTorch's OpenMP active wait collapses (~10x slower at
+# 2 threads); OMP_WAIT_POLICY=PASSIVE (passed through) avoids it. The peer records the load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${THREADS:-2}"

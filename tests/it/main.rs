@@ -7,5 +7,6 @@ mod eval_assets;
 mod gradient;
 mod onnxruntime;
 mod quantize;
+mod run;
 mod sensitivity;
 mod torch_import;
