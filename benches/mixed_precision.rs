@@ -7,8 +7,9 @@
 //! JSON object per row on stdout.
 //!
 //! Run: `cargo bench --bench mixed_precision -- --model resnet20 [--distilled FILE] [--placement
-//! deployable|zeroq] [--weight-range minmax|mse] [--candidates 2,4,8] [--limit N] [--threads N]
-//! [--rows all|mp]` (`mp`: only the MP rows and their uniform peers, for trying variants).
+//! deployable|zeroq] [--weight-range minmax|mse] [--candidates 2,4,8] [--context] [--limit N]
+//! [--threads N] [--rows all|mp]` (`mp`: only the MP rows and their uniform peers, for trying variants;
+//! `--context`: Ω measured with the other layers at the budget's bits).
 
 use std::time::Instant;
 
@@ -71,6 +72,8 @@ fn main() -> Res<()> {
     };
     let candidates: Vec<u32> = opt("--candidates").unwrap_or_else(|| "2,4,8".into()).split(',').map(|s| s.parse()).collect::<Result<_, _>>()?;
     let only_mp = opt("--rows").as_deref() == Some("mp");
+    // `--context`: measure each layer with the others at the budget's bits (interaction-aware Ω).
+    let in_context = args.iter().any(|a| a == "--context");
     let calib = match opt("--distilled") {
         Some(p) => {
             let (d, s) = data::npy::read_f32(std::path::Path::new(&p))?;
@@ -92,7 +95,11 @@ fn main() -> Res<()> {
     let sens_s = t.elapsed().as_secs_f64();
     let params = sens.total_params();
     let fp32 = zeroq::eval::evaluate(&Plan::for_inference(ctx.graph.clone())?, &ctx.test, &ctx.idx, 100, false, &mut |_, _| {})?.top1;
-    let label = format!("{name}, {placement:?} placement, {weight_range:?} weights, candidates {candidates:?}, {} test images", ctx.idx.len());
+    let label = format!(
+        "{name}, {placement:?} placement, {weight_range:?} weights, candidates {candidates:?}{}, {} test images",
+        if in_context { ", Ω in context" } else { "" },
+        ctx.idx.len()
+    );
     eprintln!("{label}; sensitivity {sens_s:.1} s; FP32 {fp32:.2}");
     eprintln!("| config | avg bits | top-1 | Δ FP32 | bits per layer |\n|---|---:|---:|---:|---|");
     let row = |what: &str, bits: &[u32], top1: String, delta: f64| {
@@ -107,7 +114,13 @@ fn main() -> Res<()> {
         let uniform = vec![w; sens.layers.len()];
         let u = ctx.top1(uniform.clone(), Some(a))?;
         row(&format!("uniform W{w}A{a}"), &uniform, format!("{u:.2}"), u - fp32);
-        let mp = front.best_within(budget)?;
+        let mp = if in_context {
+            let c = SensitivityConfig { context_bits: Some(vec![w]), ..scfg.clone() };
+            let s = sensitivity::measure(&ctx.graph, &name, &ctx.calib.0, ctx.calib.1, &c, &mut |_, _| {})?;
+            Frontier::new(&s)?.best_within(budget)?
+        } else {
+            front.best_within(budget)?
+        };
         let m = ctx.top1(mp.bits.clone(), Some(a))?;
         row(&format!("MP{w}/{a}"), &mp.bits, format!("{m:.2}"), m - fp32);
         if only_mp || w != 4 {

@@ -26,14 +26,19 @@ pub struct SensitivityConfig {
     pub weight_range: WeightRange,
     /// Images per forward pass.
     pub batch: usize,
-    /// Continue from the FP32 activations before each layer (`true`, the default) or rerun the whole
+    /// Continue from the activations before each layer (`true`, the default) or rerun the whole
     /// network for every measurement (for the benchmark that shows what the reuse saves).
     pub reuse_prefix: bool,
+    /// Measure each layer in context: every other layer's weights quantized at these bits (one entry
+    /// for all layers, or one per layer) instead of FP32. ZeroQ's Ω assumes layers do not interact;
+    /// measured around the operating point (e.g. all layers at 4 bits for an MP4 budget), Ω_i(k)
+    /// includes how layer i's error combines with everyone else's. `None`: ZeroQ's definition.
+    pub context_bits: Option<Vec<u32>>,
 }
 
 impl Default for SensitivityConfig {
     fn default() -> Self {
-        Self { bits: vec![2, 4, 8], weight_range: WeightRange::MinMax, batch: 32, reuse_prefix: true }
+        Self { bits: vec![2, 4, 8], weight_range: WeightRange::MinMax, batch: 32, reuse_prefix: true, context_bits: None }
     }
 }
 
@@ -63,6 +68,9 @@ pub struct Sensitivity {
     pub images: usize,
     /// Weight layers in network order (the order of [`Graph::weight_layers`] after BN folding).
     pub layers: Vec<LayerSensitivity>,
+    /// The bits of the other layers while each layer was measured (`None`: FP32, ZeroQ's definition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_bits: Option<Vec<u32>>,
 }
 
 impl Sensitivity {
@@ -126,7 +134,24 @@ pub fn measure(
         return Err(Error::Invalid("the model has no quantizable layer (Conv/Gemm/MatMul with a constant weight)".into()));
     }
 
-    // One FP32 run per batch, stopped before the first layer; its logits are the reference.
+    // The context: every layer's weights at its context bits (empty for ZeroQ's FP32 context).
+    let context = match &cfg.context_bits {
+        Some(b) if b.len() == 1 || b.len() == layers.len() => (0..layers.len()).map(|i| b[if b.len() == 1 { 0 } else { i }]).collect::<Vec<u32>>(),
+        Some(b) => return Err(Error::Invalid(format!("{} context bit-widths given for {} weight layers", b.len(), layers.len()))),
+        None => Vec::new(),
+    };
+    let quantized = |li: usize, bits: u32| -> Result<Value> {
+        let l = &layers[li];
+        let w = &g.consts[&l.weight];
+        let (deq, _) = quantize_weight(w, output_axis(&g.nodes[l.node].op, w.shape.len()), bits, cfg.weight_range);
+        Value::from_host(&deq, plan.device())
+    };
+    let mut ctx_overrides = HashMap::new();
+    for (li, &b) in context.iter().enumerate() {
+        ctx_overrides.insert(layers[li].weight, quantized(li, b)?);
+    }
+
+    // One run per batch, stopped before the first layer; the FP32 logits are the reference.
     let mut states = Vec::new();
     let mut reference = Vec::new();
     for chunk in data.chunks(per * cfg.batch.max(1)) {
@@ -140,16 +165,15 @@ pub fn measure(
 
     let mut out = Vec::with_capacity(layers.len());
     for (li, layer) in layers.iter().enumerate() {
-        let w = &g.consts[&layer.weight];
-        let axis = output_axis(&g.nodes[layer.node].op, w.shape.len());
         let mut omega = Vec::with_capacity(bits.len());
         for &b in &bits {
-            let (deq, _) = quantize_weight(w, axis, b, cfg.weight_range);
-            let overrides = HashMap::from([(layer.weight, Value::from_host(&deq, plan.device())?)]);
+            let mut overrides = ctx_overrides.clone();
+            overrides.insert(layer.weight, quantized(li, b)?);
             let mut kl = 0f64;
             for (bi, state) in states.iter_mut().enumerate() {
                 let from = if cfg.reuse_prefix {
-                    plan.advance(state, layer.node)?;
+                    // The prefix runs in the context (layers before this one at their context bits).
+                    plan.advance(state, layer.node, &ctx_overrides)?;
                     state.clone()
                 } else {
                     fresh[bi].clone()
@@ -163,7 +187,8 @@ pub fn measure(
         out.push(LayerSensitivity { name: layer.name.clone(), op_type: layer.op_type.to_string(), params: layer.params, omega });
         progress(li + 1, layers.len());
     }
-    Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out })
+    let context_bits = (!context.is_empty()).then_some(context);
+    Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out, context_bits })
 }
 
 /// The first output as `[n, classes]` logits.

@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// (Default: the --zoo/--arch model's own preset, else cifar10.)
     #[arg(long)]
     pub preset: Option<String>,
+    /// Images per distilled batch (one calibration batch and one held-out batch).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
     /// Adam iterations per distilled batch.
     #[arg(long, default_value_t = 500)]
     pub iters: usize,
@@ -144,7 +147,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         check_budget(&g, b, &mp_bits)?;
     }
     let cfg = RunConfig {
-        distill: DistillConfig { iters: a.iters, seed: a.seed, ..DistillConfig::default() },
+        distill: DistillConfig { batch: a.batch, iters: a.iters, seed: a.seed, ..DistillConfig::default() },
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: a.weight_range.into(), ..SensitivityConfig::default() },
         wbits,
         quant,

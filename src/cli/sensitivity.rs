@@ -38,6 +38,10 @@ pub struct SensitivityArgs {
     /// Seed for on-the-fly distillation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Measure each layer with every other layer's weights at N bits instead of FP32 (interaction-aware
+    /// Ω around an operating point, e.g. 4 for an MP4 budget).
+    #[arg(long, value_name = "N")]
+    pub context_bits: Option<u32>,
     /// Rerun the whole network for every measurement instead of continuing from the FP32 activations
     /// before each layer (same numbers, slower; for benchmarking).
     #[arg(long)]
@@ -50,7 +54,16 @@ pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
     }
     let g = a.model.load()?;
     let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
-    let cfg = SensitivityConfig { bits: a.bits.clone(), weight_range: a.weight_range.into(), reuse_prefix: !a.no_prefix_reuse, ..SensitivityConfig::default() };
+    if let Some(b) = a.context_bits.filter(|b| !(2..=8).contains(b)) {
+        anyhow::bail!("--context-bits: expected 2..=8, got {b}");
+    }
+    let cfg = SensitivityConfig {
+        bits: a.bits.clone(),
+        weight_range: a.weight_range.into(),
+        reuse_prefix: !a.no_prefix_reuse,
+        context_bits: a.context_bits.map(|b| vec![b]),
+        ..SensitivityConfig::default()
+    };
     let start = std::time::Instant::now();
     let sens = measure(&g, &a.model.label(), &d, &cfg, out)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -90,11 +90,12 @@ impl Plan {
         Ok(RunState { next: 0, env: self.bind_inputs(inputs)? })
     }
 
-    /// Runs nodes up to (not including) `until`, freeing values that are dead from there on.
-    pub fn advance(&self, state: &mut RunState, until: usize) -> Result<()> {
+    /// Runs nodes up to (not including) `until` with some constants replaced (`overrides`), freeing
+    /// values that are dead from there on.
+    pub fn advance(&self, state: &mut RunState, until: usize, overrides: &HashMap<ValueId, Value>) -> Result<()> {
         let until = until.min(self.graph.nodes.len());
         if until > state.next {
-            self.execute(&mut state.env, state.next..until, &HashMap::new(), Keep::None)?;
+            self.execute(&mut state.env, state.next..until, overrides, Keep::None)?;
             state.next = until;
         }
         Ok(())

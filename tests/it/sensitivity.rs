@@ -49,6 +49,24 @@ fn sensitivity_reuses_prefix_without_changing_results() {
         assert!((got - direct).abs() <= 1e-6 * direct, "layer {li}: Ω(4) {got} vs direct {direct}");
     }
 
+    // In context (every other layer at 4 bits), Ω_i(4) is the KL of the all-4-bit model for every i.
+    let ctx = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { context_bits: Some(vec![4]), ..SensitivityConfig::default() }, &mut |_, _| {}).expect("measure");
+    let mut all4 = folded.clone();
+    for l in folded.weight_layers() {
+        let w = &folded.consts[&l.weight];
+        all4.consts.insert(l.weight, quantize_weight(w, output_axis(&folded.nodes[l.node].op, w.shape.len()), 4, WeightRange::MinMax).0);
+    }
+    let q4 = logits(all4, &d.data, d.shape);
+    let kl4 = reference.chunks(10).zip(q4.chunks(10)).map(|(p, q)| kl_divergence(p, q)).sum::<f64>() / d.shape[0] as f64;
+    for i in 0..ctx.layers.len() {
+        let got = ctx.omega(i, 4).unwrap();
+        assert!((got - kl4).abs() <= 1e-6 * kl4, "layer {i} in context: Ω(4) {got} vs all-4-bit KL {kl4}");
+        assert!(ctx.omega(i, 2).unwrap() > got, "layer {i}: 2 bits must hurt more than 4, in context");
+    }
+    let mean8 = (0..ctx.layers.len()).map(|i| ctx.omega(i, 8).unwrap()).sum::<f64>() / ctx.layers.len() as f64;
+    assert!(mean8 < kl4, "raising one layer to 8 bits lowers the KL on average: {mean8} vs {kl4}");
+    assert_eq!(ctx.context_bits.as_deref(), Some(&[4u32; 20][..]));
+
     // Fewer bits hurt more: for every layer at 2 vs 8 bits, and in total at 2 > 4 > 8.
     let total = |b: u32| (0..fast.layers.len()).map(|i| fast.omega(i, b).unwrap()).sum::<f64>();
     assert!(total(2) > total(4) && total(4) > total(8), "Σ Ω: {} {} {}", total(2), total(4), total(8));
