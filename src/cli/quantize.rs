@@ -3,49 +3,20 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
-use zeroq::data::{self, Preprocess};
+use zeroq::data;
 use zeroq::distill::{self, init::{initial_batch, Init}};
-use zeroq::pareto::{fmt_bytes, Budget, Frontier};
+use zeroq::pareto::{Budget, Frontier};
 use zeroq::sensitivity::SensitivityConfig;
 use zeroq::engine::Plan;
-use zeroq::quant::{self, ActRange, Placement, QuantConfig, WeightRange};
+use zeroq::quant::{self, WeightRange};
 
 use super::distilled::{load_or_distill, Distilled};
-use super::sensitivity::{budget_from, measure, read_table};
+use super::quant_args::{check_budget, MixedArgs, QuantArgs};
+use super::sensitivity::{measure, read_table};
 use super::model_arg::ModelArgs;
 use super::Output;
-
-/// Where activations are quantized.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum PlacementArg {
-    /// Every activation input of a Conv/Gemm/MatMul (deployable).
-    Deployable,
-    /// After each ReLU/ReLU6 only (the ZeroQ reference code).
-    Zeroq,
-}
-
-/// Weight range per output channel.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum WeightRangeArg {
-    /// Channel min/max, asymmetric (ZeroQ).
-    Minmax,
-    /// Max |w|, zero point 0 (integer kernels).
-    Symmetric,
-    /// Asymmetric clip with the least squared error.
-    Mse,
-}
-
-impl From<WeightRangeArg> for WeightRange {
-    fn from(a: WeightRangeArg) -> Self {
-        match a {
-            WeightRangeArg::Minmax => WeightRange::MinMax,
-            WeightRangeArg::Symmetric => WeightRange::Symmetric,
-            WeightRangeArg::Mse => WeightRange::Mse,
-        }
-    }
-}
 
 /// Arguments of `zeroq quantize`.
 #[derive(Args, Debug)]
@@ -59,23 +30,12 @@ pub struct QuantizeArgs {
     /// Weight bits (2-8), the same for every layer.
     #[arg(long, default_value_t = 8)]
     pub wbits: u32,
-    /// Mixed-precision weights with the size of uniform N-bit weights (ZeroQ's MP4 is `--mp 4`): one
-    /// bit-width per layer from --mp-bits, minimising the summed sensitivity.
-    #[arg(long, value_name = "N", conflicts_with_all = ["wbits", "size_budget"])]
-    pub mp: Option<f64>,
-    /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).
-    #[arg(long, value_name = "SIZE", conflicts_with = "wbits")]
-    pub size_budget: Option<String>,
-    /// Candidate bit-widths for mixed precision.
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
-    pub mp_bits: Vec<u32>,
+    #[command(flatten)]
+    pub mixed: MixedArgs,
     /// Sensitivity table from `zeroq sensitivity` for mixed precision; measured on the calibration data
     /// when absent.
     #[arg(long)]
     pub sensitivity: Option<PathBuf>,
-    /// Activation bits (4-8) or fp32 (weight-only).
-    #[arg(long, default_value = "8")]
-    pub abits: String,
     /// Distilled data (.npy from `zeroq distill`); distilled on the fly when absent.
     #[arg(long)]
     pub distilled: Option<PathBuf>,
@@ -85,27 +45,11 @@ pub struct QuantizeArgs {
     /// Images for gaussian/real calibration.
     #[arg(long, default_value_t = 32)]
     pub calib_images: usize,
-    /// Activation placement.
-    #[arg(long, value_enum, default_value = "deployable")]
-    pub placement: PlacementArg,
-    /// Weight range.
-    #[arg(long, value_enum, default_value = "minmax")]
-    pub weight_range: WeightRangeArg,
-    /// Activation range: minmax, percentile:P (e.g. percentile:99.99) or mse.
-    #[arg(long, default_value = "minmax")]
-    pub act_range: String,
-    /// Preprocessing preset the model expects (cifar10 or imagenet): gives the exact range of the model
-    /// input (pixels 0..255 normalised), used for the input quantizer instead of calibration.
-    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
-    #[arg(long)]
-    pub preset: Option<String>,
+    #[command(flatten)]
+    pub quant: QuantArgs,
     /// Seed for on-the-fly distillation and Gaussian calibration.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Quantize the model input and the classifier input at --abits too (by default they stay at 8 bits
-    /// when --abits is lower).
-    #[arg(long)]
-    pub all_layers_abits: bool,
     /// Write a JSON report (bits, scales, ranges, sizes, accuracy).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -155,53 +99,14 @@ struct MixedPrecision {
     bits: Vec<(String, u32)>,
 }
 
-/// `--abits`: 4..8 or fp32 (weight-only).
-pub fn parse_abits(s: &str) -> anyhow::Result<Option<u32>> {
-    match s {
-        "fp32" | "32" => Ok(None),
-        s => Ok(Some(s.parse::<u32>().map_err(|_| anyhow::anyhow!("--abits '{s}': expected 4-8 or fp32"))?)),
-    }
-}
-
-impl From<PlacementArg> for Placement {
-    fn from(a: PlacementArg) -> Self {
-        match a {
-            PlacementArg::Deployable => Placement::Deployable,
-            PlacementArg::Zeroq => Placement::ZeroQ,
-        }
-    }
-}
-
-pub fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
-    match s {
-        "minmax" => Ok(ActRange::MinMax),
-        "mse" => Ok(ActRange::Mse),
-        _ => match s.strip_prefix("percentile:").map(str::parse::<f32>) {
-            Some(Ok(p)) if p > 50.0 && p <= 100.0 => Ok(ActRange::Percentile(p)),
-            _ => bail!("--act-range '{s}': expected minmax, mse or percentile:P with 50 < P <= 100"),
-        },
-    }
-}
-
 pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
-    let abits = parse_abits(&a.abits)?;
-    let act_range = parse_act_range(&a.act_range)?;
-    let preset = a.model.preset(&a.preset)?;
-    let cfg = QuantConfig {
-        wbits: vec![a.wbits],
-        abits,
-        weight_range: a.weight_range.into(),
-        act_range,
-        placement: a.placement.into(),
-        input_range: Some(Preprocess::preset(&preset)?.input_range()),
-        edge_abits: if a.all_layers_abits { None } else { Some(8) },
-    };
     // Validate the request before any long work.
-    cfg.validate()?;
+    let (cfg, preprocess) = a.quant.config(&a.model, vec![a.wbits])?;
+    let abits = cfg.abits;
+    let budget = a.mixed.budget()?;
     let g = a.model.load()?;
-    let budget = budget_from(a.mp, a.size_budget.as_deref())?;
     if let Some(b) = budget {
-        check_budget(&g, b, &a.mp_bits)?;
+        check_budget(&g, b, &a.mixed.mp_bits)?;
     }
     let [c, h, w] = distill::input_chw(&g)?;
     let (calib, calib_shape, source) = match a.calib.as_str() {
@@ -214,7 +119,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             (initial_batch(n * c * h * w, Init::Gaussian, a.seed), [n, c, h, w], "gaussian".to_string())
         }
         spec => {
-            let ds = data::open_dataset(spec, Preprocess::preset(&preset)?)?;
+            let ds = data::open_dataset(spec, preprocess.clone())?;
             let idx = data::strided_subset(ds.len(), Some(a.calib_images.max(1)));
             let (d, s) = data::load_batch(ds.as_ref(), &idx)?;
             if s[1..] != [c, h, w] {
@@ -245,7 +150,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         abits,
         placement: format!("{:?}", cfg.placement),
         weight_range: format!("{:?}", cfg.weight_range),
-        act_range: a.act_range.clone(),
+        act_range: a.quant.act_range.clone(),
         calibration: source,
         calibration_images: calib_shape[0],
         fp32_size_bytes: fp32_bytes,
@@ -257,7 +162,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         eval_images: None,
     };
     if let Some(spec) = &a.eval {
-        let ds = data::open_dataset(spec, Preprocess::preset(&preset)?)?;
+        let ds = data::open_dataset(spec, preprocess.clone())?;
         let idx = data::strided_subset(ds.len(), a.limit);
         let fp = zeroq::eval::evaluate(&Plan::for_inference(g)?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
         let qq = zeroq::eval::evaluate(&Plan::for_inference(q.graph.clone())?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
@@ -293,23 +198,6 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     })
 }
 
-/// Refuses a budget below every layer at the smallest candidate, before any long work.
-pub fn check_budget(g: &zeroq::ir::Graph, budget: Budget, candidates: &[u32]) -> anyhow::Result<()> {
-    if let Some(b) = candidates.iter().find(|b| !(2..=8).contains(*b)) {
-        bail!("--mp-bits: bit-widths must be in 2..=8, got {b}");
-    }
-    let params: usize = g.weight_layers().iter().map(|l| l.params).sum();
-    let min_bits = candidates.iter().copied().min().unwrap_or(2);
-    let smallest = params as u64 * min_bits as u64;
-    if budget.to_bits(params) < smallest {
-        bail!(
-            "size budget {} is below the smallest possible weight size {} (all {params} weights at {min_bits} bits); raise the budget",
-            fmt_bytes(budget.to_bits(params) as f64 / 8.0),
-            fmt_bytes(smallest as f64 / 8.0)
-        );
-    }
-    Ok(())
-}
 
 /// Sensitivity (read or measured) → exact Pareto choice within `budget`.
 fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Distilled, weight_range: WeightRange, out: &Output) -> anyhow::Result<MixedPrecision> {
@@ -325,7 +213,7 @@ fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Disti
         }
         None => {
             out.say("measuring per-layer sensitivity…");
-            let cfg = SensitivityConfig { bits: a.mp_bits.clone(), weight_range, ..SensitivityConfig::default() };
+            let cfg = SensitivityConfig { bits: a.mixed.mp_bits.clone(), weight_range, ..SensitivityConfig::default() };
             (measure(g, &a.model.label(), d, &cfg, out)?, format!("measured on {}", d.source))
         }
     };

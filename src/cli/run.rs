@@ -5,16 +5,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use zeroq::data::{self, Preprocess};
+use zeroq::data;
 use zeroq::distill::DistillConfig;
 use zeroq::pareto::fmt_bytes;
 use zeroq::pipeline::{self, files, EvalSet, Progress, RunConfig, StageRecord, Timeline, WeightBits};
-use zeroq::quant::QuantConfig;
 use zeroq::sensitivity::SensitivityConfig;
 
-use super::quantize::{check_budget, parse_abits, parse_act_range, PlacementArg, WeightRangeArg};
 use super::model_arg::ModelArgs;
-use super::sensitivity::budget_from;
+use super::quant_args::{check_budget, MixedArgs, QuantArgs};
 use super::Output;
 
 /// Arguments of `zeroq run`.
@@ -30,30 +28,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Uniform weight bits (2-8). The default when neither --mp nor --size-budget is given: 8.
-    #[arg(long, conflicts_with_all = ["mp", "size_budget"])]
+    #[arg(long)]
     pub wbits: Option<u32>,
-    /// Mixed-precision weights with the size of uniform N-bit weights (MP4 = `--mp 4`).
-    #[arg(long, value_name = "N", conflicts_with = "size_budget")]
-    pub mp: Option<f64>,
-    /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).
-    #[arg(long, value_name = "SIZE")]
-    pub size_budget: Option<String>,
-    /// Activation bits (4-8) or fp32.
-    #[arg(long, default_value = "8")]
-    pub abits: String,
-    /// Candidate bit-widths for the sensitivity table and mixed precision.
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
-    pub mp_bits: Vec<u32>,
+    #[command(flatten)]
+    pub mixed: MixedArgs,
+    #[command(flatten)]
+    pub quant: QuantArgs,
     /// Also measure top-1 of FP32 and of the exported model on labelled data (cifar10:PATH or folder:DIR).
     #[arg(long)]
     pub eval: Option<String>,
     /// With --eval: an evenly strided subset of N images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Preprocessing preset the model expects (cifar10 or imagenet).
-    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
-    #[arg(long)]
-    pub preset: Option<String>,
     /// Images per distilled batch (one calibration batch and one held-out batch).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -63,15 +49,6 @@ pub struct RunArgs {
     /// Seed of the distillation (the held-out batch uses seed + 1).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Activation placement.
-    #[arg(long, value_enum, default_value = "deployable")]
-    pub placement: PlacementArg,
-    /// Weight range (for the sensitivity measurement and the final quantization).
-    #[arg(long, value_enum, default_value = "minmax")]
-    pub weight_range: WeightRangeArg,
-    /// Activation range: minmax, percentile:P or mse.
-    #[arg(long, default_value = "minmax")]
-    pub act_range: String,
 }
 
 /// One progress line per stage; a bar with ETA while a long stage runs.
@@ -113,23 +90,12 @@ impl Progress for StageProgress<'_> {
 
 pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     // Everything that can be refused is refused before any long work.
-    let abits = parse_abits(&a.abits)?;
-    let wbits = match (a.wbits, budget_from(a.mp, a.size_budget.as_deref())?) {
+    let wbits = match (a.wbits, a.mixed.budget()?) {
         (_, Some(b)) => WeightBits::Mixed(b),
         (w, None) => WeightBits::Uniform(w.unwrap_or(8)),
     };
-    let preprocess = Preprocess::preset(&a.model.preset(&a.preset)?)?;
-    let quant = QuantConfig {
-        wbits: vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }],
-        abits,
-        weight_range: a.weight_range.into(),
-        act_range: parse_act_range(&a.act_range)?,
-        placement: a.placement.into(),
-        input_range: Some(preprocess.input_range()),
-        edge_abits: Some(8),
-    };
-    quant.validate()?;
-    let mut mp_bits = a.mp_bits.clone();
+    let (quant, preprocess) = a.quant.config(&a.model, vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }])?;
+    let mut mp_bits = a.mixed.mp_bits.clone();
     if let WeightBits::Uniform(w) = wbits {
         // The uniform choice is a point of the sensitivity table too.
         if !mp_bits.contains(&w) {
@@ -148,7 +114,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     }
     let cfg = RunConfig {
         distill: DistillConfig { batch: a.batch, iters: a.iters, seed: a.seed, ..DistillConfig::default() },
-        sensitivity: SensitivityConfig { bits: mp_bits, weight_range: a.weight_range.into(), ..SensitivityConfig::default() },
+        sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },
         wbits,
         quant,
         preprocess,

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use zeroq::data::write_atomic;
-use zeroq::pareto::{fmt_bytes, Budget, Frontier, Summary};
+use zeroq::pareto::{fmt_bytes, Frontier, Summary};
 use zeroq::report::charts;
 use zeroq::sensitivity::{self, Sensitivity, SensitivityConfig};
 
 use super::distilled::load_or_distill;
 use super::model_arg::ModelArgs;
-use super::quantize::WeightRangeArg;
+use super::quant_args::{budget_from, WeightRangeArg};
 use super::Output;
 
 /// Arguments of `zeroq sensitivity`.
@@ -115,16 +115,6 @@ pub struct ParetoArgs {
     /// Draw the frontier (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
-}
-
-/// `--mp N` / `--size-budget S` as a [`Budget`].
-pub fn budget_from(mp: Option<f64>, size_budget: Option<&str>) -> anyhow::Result<Option<Budget>> {
-    match (mp, size_budget) {
-        (Some(b), _) if !(b.is_finite() && b > 0.0) => anyhow::bail!("--mp {b}: expected average bits per weight, e.g. 4"),
-        (Some(b), _) => Ok(Some(Budget::BitsPerWeight(b))),
-        (None, Some(s)) => Ok(Some(s.parse::<Budget>()?)),
-        (None, None) => Ok(None),
-    }
 }
 
 /// Reads and checks a sensitivity table.

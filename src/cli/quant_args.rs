@@ -1,0 +1,162 @@
+//! Options shared by the commands that quantize (`quantize`, `run`): activation bits, ranges, placement,
+//! preset, and mixed-precision budgets.
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use zeroq::data::Preprocess;
+use zeroq::pareto::{fmt_bytes, Budget};
+use zeroq::quant::{ActRange, Placement, QuantConfig, WeightRange};
+
+use super::model_arg::ModelArgs;
+
+/// Where activations are quantized.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PlacementArg {
+    /// Every activation input of a Conv/Gemm/MatMul (deployable).
+    Deployable,
+    /// After each ReLU/ReLU6 only (the ZeroQ reference code).
+    Zeroq,
+}
+
+/// Weight range per output channel.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WeightRangeArg {
+    /// Channel min/max, asymmetric (ZeroQ).
+    Minmax,
+    /// Max |w|, zero point 0 (integer kernels).
+    Symmetric,
+    /// Asymmetric clip with the least squared error.
+    Mse,
+}
+
+impl From<WeightRangeArg> for WeightRange {
+    fn from(a: WeightRangeArg) -> Self {
+        match a {
+            WeightRangeArg::Minmax => WeightRange::MinMax,
+            WeightRangeArg::Symmetric => WeightRange::Symmetric,
+            WeightRangeArg::Mse => WeightRange::Mse,
+        }
+    }
+}
+
+impl From<PlacementArg> for Placement {
+    fn from(a: PlacementArg) -> Self {
+        match a {
+            PlacementArg::Deployable => Placement::Deployable,
+            PlacementArg::Zeroq => Placement::ZeroQ,
+        }
+    }
+}
+
+/// How activations and ranges are quantized.
+#[derive(Args, Debug)]
+pub struct QuantArgs {
+    /// Activation bits (4-8) or fp32 (weight-only).
+    #[arg(long, default_value = "8")]
+    pub abits: String,
+    /// Activation placement.
+    #[arg(long, value_enum, default_value = "deployable")]
+    pub placement: PlacementArg,
+    /// Weight range per output channel (also used when measuring sensitivity).
+    #[arg(long, value_enum, default_value = "minmax")]
+    pub weight_range: WeightRangeArg,
+    /// Activation range: minmax, percentile:P (e.g. percentile:99.99) or mse.
+    #[arg(long, default_value = "minmax")]
+    pub act_range: String,
+    /// Preprocessing preset the model expects (cifar10, imagenet, efficientnet-lite0|1|2): gives the exact
+    /// range of the model input (pixels 0..255 normalised), used for the input quantizer instead of
+    /// calibration. (Default: the --zoo/--arch model's own preset, else cifar10.)
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Quantize the model input and the classifier input at --abits too (by default they stay at 8 bits
+    /// when --abits is lower).
+    #[arg(long)]
+    pub all_layers_abits: bool,
+}
+
+impl QuantArgs {
+    /// The quantization settings (with `wbits`) and the model's preprocessing, validated.
+    pub fn config(&self, model: &ModelArgs, wbits: Vec<u32>) -> anyhow::Result<(QuantConfig, Preprocess)> {
+        let preprocess = Preprocess::preset(&model.preset(&self.preset)?)?;
+        let cfg = QuantConfig {
+            wbits,
+            abits: parse_abits(&self.abits)?,
+            weight_range: self.weight_range.into(),
+            act_range: parse_act_range(&self.act_range)?,
+            placement: self.placement.into(),
+            input_range: Some(preprocess.input_range()),
+            edge_abits: if self.all_layers_abits { None } else { Some(8) },
+        };
+        cfg.validate()?;
+        Ok((cfg, preprocess))
+    }
+}
+
+/// Mixed-precision weights: a budget and the candidate widths.
+#[derive(Args, Debug)]
+pub struct MixedArgs {
+    /// Mixed-precision weights with the size of uniform N-bit weights (ZeroQ's MP4 is `--mp 4`): one
+    /// bit-width per layer from --mp-bits, minimising the summed sensitivity.
+    #[arg(long, value_name = "N", conflicts_with_all = ["wbits", "size_budget"])]
+    pub mp: Option<f64>,
+    /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).
+    #[arg(long, value_name = "SIZE", conflicts_with = "wbits")]
+    pub size_budget: Option<String>,
+    /// Candidate bit-widths for mixed precision (and the sensitivity table).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    pub mp_bits: Vec<u32>,
+}
+
+impl MixedArgs {
+    /// The budget, when mixed precision was asked for.
+    pub fn budget(&self) -> anyhow::Result<Option<Budget>> {
+        if let Some(b) = self.mp_bits.iter().find(|b| !(2..=8).contains(*b)) {
+            bail!("--mp-bits: bit-widths must be in 2..=8, got {b}");
+        }
+        budget_from(self.mp, self.size_budget.as_deref())
+    }
+}
+
+/// `--abits`: 4..8 or fp32 (weight-only).
+pub fn parse_abits(s: &str) -> anyhow::Result<Option<u32>> {
+    match s {
+        "fp32" | "32" => Ok(None),
+        s => Ok(Some(s.parse::<u32>().map_err(|_| anyhow::anyhow!("--abits '{s}': expected 4-8 or fp32"))?)),
+    }
+}
+
+pub fn parse_act_range(s: &str) -> anyhow::Result<ActRange> {
+    match s {
+        "minmax" => Ok(ActRange::MinMax),
+        "mse" => Ok(ActRange::Mse),
+        _ => match s.strip_prefix("percentile:").map(str::parse::<f32>) {
+            Some(Ok(p)) if p > 50.0 && p <= 100.0 => Ok(ActRange::Percentile(p)),
+            _ => bail!("--act-range '{s}': expected minmax, mse or percentile:P with 50 < P <= 100"),
+        },
+    }
+}
+
+/// `--mp N` / `--size-budget S` as a [`Budget`].
+pub fn budget_from(mp: Option<f64>, size_budget: Option<&str>) -> anyhow::Result<Option<Budget>> {
+    match (mp, size_budget) {
+        (Some(b), _) if !(b.is_finite() && b > 0.0) => anyhow::bail!("--mp {b}: expected average bits per weight, e.g. 4"),
+        (Some(b), _) => Ok(Some(Budget::BitsPerWeight(b))),
+        (None, Some(s)) => Ok(Some(s.parse::<Budget>()?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Refuses a budget below every layer at the smallest candidate, before any long work.
+pub fn check_budget(g: &zeroq::ir::Graph, budget: Budget, candidates: &[u32]) -> anyhow::Result<()> {
+    let params: usize = g.weight_layers().iter().map(|l| l.params).sum();
+    let min_bits = candidates.iter().copied().min().unwrap_or(2);
+    let smallest = params as u64 * min_bits as u64;
+    if budget.to_bits(params) < smallest {
+        bail!(
+            "size budget {} is below the smallest possible weight size {} (all {params} weights at {min_bits} bits); raise the budget",
+            fmt_bytes(budget.to_bits(params) as f64 / 8.0),
+            fmt_bytes(smallest as f64 / 8.0)
+        );
+    }
+    Ok(())
+}
