@@ -286,9 +286,8 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         let (choice, budget) = match cfg.wbits {
             WeightBits::Mixed(b) => (front.best_within(b.to_bits(params))?, Some(b.to_bits(params) as f64 / 8.0)),
             WeightBits::Uniform(w) => {
-                let bits = vec![w; sens.layers.len()];
-                let omega = (0..bits.len()).map(|i| sens.omega(i, w)).sum::<Option<f64>>().unwrap_or(f64::NAN);
-                (pareto::Assignment { size_bits: params as u64 * w as u64, omega, bits }, None)
+                let u = pareto::uniform(&sens, w).ok_or_else(|| Error::Invalid(format!("{w}-bit weights are not among the sensitivity bit-widths {:?}; add {w}", sens.bits)))?;
+                (u, None)
             }
         };
         let summary = pareto::Summary::new(&sens, &front, Some(&choice), 400);

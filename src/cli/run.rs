@@ -52,15 +52,21 @@ pub struct RunArgs {
 }
 
 /// One progress line per stage; a bar with ETA while a long stage runs.
+/// Where stderr is not a terminal (a log file, CI), the bar is hidden and a line is printed at every
+/// tenth of a long stage instead, with the ETA.
 struct StageProgress<'a> {
     out: &'a Output,
     bar: ProgressBar,
     label: String,
+    steps: u64,
+    started: std::time::Instant,
+    last_tenth: u64,
 }
 
 impl Progress for StageProgress<'_> {
     fn stage(&mut self, name: &str, index: usize, count: usize, steps: Option<u64>) {
         self.label = format!("[{index}/{count}] {name}");
+        (self.steps, self.started, self.last_tenth) = (steps.unwrap_or(0), std::time::Instant::now(), 0);
         self.bar = match steps {
             Some(n) => {
                 let pb = self.out.progress(n, name);
@@ -79,6 +85,15 @@ impl Progress for StageProgress<'_> {
 
     fn step(&mut self, done: u64) {
         self.bar.set_position(done);
+        if self.bar.is_hidden() && self.steps > 0 {
+            let tenth = done * 10 / self.steps;
+            if tenth > self.last_tenth && done < self.steps {
+                self.last_tenth = tenth;
+                let spent = self.started.elapsed().as_secs_f64();
+                let eta = spent / done.max(1) as f64 * (self.steps - done) as f64;
+                self.out.say(format!("{:<18} {:>3}% ({done}/{}), eta {eta:.0} s", self.label, tenth * 10, self.steps));
+            }
+        }
     }
 
     fn finished(&mut self, r: &StageRecord) {
@@ -106,7 +121,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
     prepare_out_dir(&a.out, a.force)?;
 
-    let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new() };
+    let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
     let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(eval_data.is_some()));
     let g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
     if let WeightBits::Mixed(b) = wbits {

@@ -131,7 +131,9 @@ pub fn pareto_svg(summary: &Summary) -> Result<String> {
             let p = (kb(c.size_bytes), c.omega.max(lo));
             chart
                 .draw_series(std::iter::once(
-                    EmptyElement::at(p) + Circle::new((0, 0), 8, red.filled()) + Text::new(format!("chosen: {} ({:.2} bits/weight)", fmt_bytes(c.size_bytes), c.avg_bits), (10, 6), ("sans-serif", 15)),
+                    EmptyElement::at(p)
+                        + Circle::new((0, 0), 8, red.filled())
+                        + Text::new(format!("chosen: {} ({:.2} bits/weight)", fmt_bytes(c.size_bytes), c.avg_bits), (if c.size_bytes > 0.7 * smax { -300 } else { 10 }, 10), ("sans-serif", 15)),
                 ))
                 .map_err(plot_err)?
                 .label("chosen configuration")
