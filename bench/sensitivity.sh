@@ -3,11 +3,12 @@
 # batch of 32), continuing from the FP32 activations before each layer (prefix reuse, the default) vs.
 # rerunning the whole network for every (layer, bit-width). Same data, same machine, same run; checks the
 # two tables agree and prints the times and the speed-up. Keeps the result under bench/runs/.
-# Needs a release build (cargo build --release). Env: MODELS (default "resnet20 resnet56"), THREADS (2),
-# BITS (default 2,4,8).
+# The distilled batch comes from a short distillation (50 iterations): the timing does not depend on how
+# well it converged. Needs a release build (cargo build --release). Env: MODELS (default "resnet20
+# resnet56"), THREADS (2), BITS (default 2,4,8), ZEROQ (the binary, default ./target/release/zeroq).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-zeroq=./target/release/zeroq
+zeroq="${ZEROQ:-./target/release/zeroq}"
 [[ -x $zeroq ]] || { echo "sensitivity.sh: $zeroq not found; run \`cargo build --release\` first" >&2; exit 1; }
 threads="${THREADS:-2}"
 bits="${BITS:-2,4,8}"
@@ -20,7 +21,7 @@ first=1
 printf '%-10s %7s %6s %14s %14s %9s %16s\n' model layers bits "reuse (s)" "no reuse (s)" speed-up "max rel. diff"
 for name in ${MODELS:-resnet20 resnet56}; do
     model="../shared/assets/models/cifar10/${name}_cifar10.onnx"
-    "$zeroq" distill "$model" -o "$tmp/$name.npy" --quiet --seed 0 --threads "$threads" > /dev/null
+    "$zeroq" distill "$model" -o "$tmp/$name.npy" --quiet --seed 0 --iters 50 --threads "$threads" > /dev/null
     a=$("$zeroq" sensitivity "$model" --distilled "$tmp/$name.npy" --bits "$bits" -o "$tmp/a.json" --json --quiet --threads "$threads" | tail -n 1)
     b=$("$zeroq" sensitivity "$model" --distilled "$tmp/$name.npy" --bits "$bits" -o "$tmp/b.json" --json --quiet --threads "$threads" --no-prefix-reuse | tail -n 1)
     row=$(python3 - "$a" "$b" "$name" <<'PY'
