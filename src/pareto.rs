@@ -160,7 +160,7 @@ impl Summary {
         let step = pts.len().div_ceil(max_points.max(2)).max(1);
         let mut frontier: Vec<(f64, f64)> = pts.iter().step_by(step).map(|&(s, o)| (s as f64 / 8.0, o)).collect();
         if let Some(&(s, o)) = pts.last() {
-            if pts.len() > 1 && (pts.len() - 1) % step != 0 {
+            if pts.len() > 1 && !(pts.len() - 1).is_multiple_of(step) {
                 frontier.push((s as f64 / 8.0, o));
             }
         }
