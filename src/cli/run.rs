@@ -119,7 +119,8 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         }
     }
     let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
-    prepare_out_dir(&a.out, a.force)?;
+    // Refuse an occupied folder before the work, create it only once the model has loaded and fits.
+    check_out_dir(&a.out, a.force)?;
 
     let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
     let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(eval_data.is_some()));
@@ -127,6 +128,8 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     if let WeightBits::Mixed(b) = wbits {
         check_budget(&g, b, &mp_bits)?;
     }
+    zeroq::model::require_batch_norm(&g, "zeroq run (ZeroQ distils data from BatchNorm statistics)")?;
+    prepare_out_dir(&a.out, a.force)?;
     let cfg = RunConfig {
         distill: DistillConfig { batch: a.batch, iters: a.iters, seed: a.seed, ..DistillConfig::default() },
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },
@@ -146,9 +149,8 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     })
 }
 
-/// Creates the output folder, refusing one that holds files unless `force`, in which case zeroq's own
-/// files are removed first (nothing else is touched).
-fn prepare_out_dir(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+/// Refuses an output folder that holds files (unless `force`) or a path that is not a folder.
+fn check_out_dir(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
             bail!("{}: exists and is not a folder; choose another --out", dir.display());
@@ -157,6 +159,15 @@ fn prepare_out_dir(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
         if non_empty && !force {
             bail!("{}: the output folder already holds files; pass --force to replace zeroq's files in it, or choose another --out", dir.display());
         }
+    }
+    Ok(())
+}
+
+/// Creates the output folder; with `force`, zeroq's own files in it are removed first (nothing else is
+/// touched).
+fn prepare_out_dir(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    check_out_dir(dir, force)?;
+    if dir.exists() {
         for f in files::ALL {
             let p = dir.join(f);
             if p.exists() {

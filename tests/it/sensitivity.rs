@@ -139,3 +139,38 @@ fn mixed_precision_from_the_command_line() {
     assert!(!out.status.success() && err.contains("smallest possible weight size") && err.contains("KB"), "{err}");
     assert!(!dir.path().join("no.onnx").exists());
 }
+
+fn fails(args: &[&str]) -> String {
+    let out = common::zeroq().args(args).output().expect("run zeroq");
+    assert!(!out.status.success(), "zeroq {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!err.contains("panicked"), "zeroq {args:?} panicked: {err}");
+    err
+}
+
+/// Bad requests fail at once, with a message that names the value and what to do.
+#[test]
+fn bad_mixed_precision_requests_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::model("resnet20").display().to_string();
+    let out = dir.path().join("o.onnx").display().to_string();
+    let err = fails(&["quantize", &model, "-o", &out, "--size-budget", "12parsecs"]);
+    assert!(err.contains("12parsecs") && err.contains("120KB"), "{err}");
+    let err = fails(&["quantize", &model, "-o", &out, "--mp", "4", "--mp-bits", "4,9"]);
+    assert!(err.contains("--mp-bits") && err.contains('9'), "{err}");
+    let err = fails(&["sensitivity", &model, "-o", &out, "--bits", "1,4"]);
+    assert!(err.contains("--bits") && err.contains('1'), "{err}");
+    let err = fails(&["run", &model, "--out", dir.path().join("r").to_str().unwrap(), "--mp", "0"]);
+    assert!(err.contains("--mp"), "{err}");
+    assert!(!dir.path().join("r").exists(), "a refused run creates nothing");
+
+    // A sensitivity table that is not one, or is inconsistent, is refused naming the file.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"model\": \"x\"}").unwrap();
+    let err = fails(&["pareto", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.json") && err.contains("zeroq sensitivity"), "{err}");
+    std::fs::write(&bad, r#"{"model":"x","bits":[2,4],"weight_range":"MinMax","images":1,"layers":[{"name":"a","op_type":"Conv","params":3,"omega":[1.0]}]}"#).unwrap();
+    let err = fails(&["pareto", bad.to_str().unwrap()]);
+    assert!(err.contains("layer 'a'") && err.contains("regenerate"), "{err}");
+    assert!(!dir.path().join("o.onnx").exists());
+}
