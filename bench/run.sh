@@ -11,7 +11,7 @@
 # Env: THREADS (default 2), MODEL (resnet20|resnet32|resnet44|resnet56, default resnet20),
 #      ITERS (distillation iterations per batch, default 500, passed to both),
 #      PEER_ONLY=1 (run only the PyTorch half, e.g. without a release build), ZEROQ (the binary, default
-#      ./target/release/zeroq).
+#      ./target/release/zeroq), KEEP=DIR (keep zeroq's output folder there, e.g. to look at report.html).
 # Benchmark on an idle machine: under CPU contention PyTorch's OpenMP active wait collapses (~10x slower at
 # 2 threads); OMP_WAIT_POLICY=PASSIVE (passed through) avoids it. The peer records the load average.
 set -euo pipefail
@@ -31,6 +31,7 @@ zq='null'
 if [[ $peer_only != 1 ]]; then
     zq=$("$zeroq" run "../shared/assets/models/cifar10/${model}_cifar10.onnx" --out "$tmp/out" --json --quiet \
         --mp 4 --iters "$iters" --seed 0 --threads "$threads" | tail -n 1)
+    if [[ -n "${KEEP:-}" ]]; then rm -rf "$KEEP"; cp -r "$tmp/out" "$KEEP"; fi
 fi
 peer=$(python3 bench/run_peer.py --model "$model" --threads "$threads" --iters "$iters" --seed 0 | tail -n 1)
 mkdir -p bench/runs
