@@ -267,22 +267,21 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     let (calib, holdout) = d.data.split_at(half * per);
     let png = crate::report::image_grid_png(calib, calib_shape, &cfg.preprocess, 2)?;
     write_atomic(&path(files::DISTILLED_PNG), &png)?;
-    let matched = distill::match_statistics(graph, calib, calib_shape)?;
-    let total: usize = matched.iter().map(|l| l.channels).sum();
-    let within = matched.iter().map(|l| l.within_10pct * l.channels as f32).sum::<f32>() / total.max(1) as f32;
+    let within = distill::channels_within_10pct(&distill::match_statistics(graph, calib, calib_shape)?);
 
     // 2. Sensitivity of every layer at every candidate width, on the calibration batch.
     let layer_count = graph.weight_layers().len() as u64;
-    let sens = timeline.stage("sensitivity", Some(layer_count), |step| {
+    let (sens, sensitivity_svg) = timeline.stage("sensitivity", Some(layer_count), |step| {
         let s = sensitivity::measure(graph, model, calib, calib_shape, &cfg.sensitivity, &mut |done, _| step(done as u64))?;
+        let svg = charts::sensitivity_svg(&s)?;
         write_atomic(&path(files::SENSITIVITY), &json(&s)?)?;
-        write_atomic(&path(files::SENSITIVITY_SVG), charts::sensitivity_svg(&s)?.as_bytes())?;
-        Ok(s)
+        write_atomic(&path(files::SENSITIVITY_SVG), svg.as_bytes())?;
+        Ok((s, svg))
     })?;
 
     // 3. Pareto frontier and the chosen configuration.
     let params = sens.total_params();
-    let (choice, budget_bytes) = timeline.stage("pareto", None, |_| {
+    let (choice, budget_bytes, pareto_svg, bits_svg) = timeline.stage("pareto", None, |_| {
         let front = Frontier::new(&sens)?;
         let (choice, budget) = match cfg.wbits {
             WeightBits::Mixed(b) => (front.best_within(b.to_bits(params))?, Some(b.to_bits(params) as f64 / 8.0)),
@@ -293,9 +292,10 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         };
         let summary = pareto::Summary::new(&sens, &front, Some(&choice), 400);
         write_atomic(&path(files::PARETO), &json(&summary)?)?;
-        write_atomic(&path(files::PARETO_SVG), charts::pareto_svg(&summary)?.as_bytes())?;
-        write_atomic(&path(files::BITS_SVG), charts::bits_svg(model, &choice.bits)?.as_bytes())?;
-        Ok((choice, budget))
+        let (pareto_svg, bits_svg) = (charts::pareto_svg(&summary)?, charts::bits_svg(model, &choice.bits)?);
+        write_atomic(&path(files::PARETO_SVG), pareto_svg.as_bytes())?;
+        write_atomic(&path(files::BITS_SVG), bits_svg.as_bytes())?;
+        Ok((choice, budget, pareto_svg, bits_svg))
     })?;
 
     // 4. Calibrate activation ranges and quantize.
@@ -373,8 +373,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     report.stages = timeline.stages.clone();
     report.total_seconds = report.stages.iter().map(|s| s.seconds).sum();
     timeline.stage("report", None, |_| {
-        let read = |f: &str| std::fs::read_to_string(path(f)).map_err(|e| Error::io(path(f), e));
-        let charts = html::Charts { sensitivity: read(files::SENSITIVITY_SVG)?, pareto: read(files::PARETO_SVG)?, bits: read(files::BITS_SVG)?, distilled_png: png };
+        let charts = html::Charts { sensitivity: sensitivity_svg, pareto: pareto_svg, bits: bits_svg, distilled_png: png };
         write_atomic(&path(files::REPORT_HTML), html::render(&report, &charts).as_bytes())
     })?;
     report.stages = timeline.stages.clone();

@@ -103,8 +103,7 @@ pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
         zeroq::report::write_image_grid(p, &d.data, d.shape, &pre, 2)?;
     }
     let layers = distill::match_statistics(&g, &d.data, d.shape)?;
-    let total: usize = layers.iter().map(|l| l.channels).sum();
-    let within = layers.iter().map(|l| l.within_10pct * l.channels as f32).sum::<f32>() / total.max(1) as f32;
+    let within = distill::channels_within_10pct(&layers);
     let j = DistillJson {
         output: a.output.display().to_string(),
         shape: d.shape,

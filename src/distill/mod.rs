@@ -115,6 +115,12 @@ pub struct LayerMatch {
     pub channels: usize,
 }
 
+/// Share of all BN channels (every layer, weighted by its channel count) within 10% of σ.
+pub fn channels_within_10pct(layers: &[LayerMatch]) -> f32 {
+    let total: usize = layers.iter().map(|l| l.channels).sum();
+    layers.iter().map(|l| l.within_10pct * l.channels as f32).sum::<f32>() / total.max(1) as f32
+}
+
 /// Batch statistics (over N, H, W) of `data` at every BN input, against the running statistics.
 pub fn match_statistics(graph: &Graph, data: &[f32], shape: [usize; 4]) -> Result<Vec<LayerMatch>> {
     use burn::tensor::{Tensor, TensorData};
