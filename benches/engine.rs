@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use zeroq::data::{self, Preprocess};
-use zeroq::distill::loss::bn_statistics_loss;
+use zeroq::distill::loss::{bn_statistics_loss, StatLoss};
 use zeroq::engine::{device, input_gradient, Plan};
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bwd = Vec::new();
     for i in 0..iters + 3 {
         let t = Instant::now();
-        let g = input_gradient(&ad, &x, shape, &taps, |input, _, tapped| bn_statistics_loss(input.clone(), tapped, &sites))?;
+        let g = input_gradient(&ad, &x, shape, &taps, |input, _, tapped| bn_statistics_loss(input.clone(), tapped, &sites, (&[0.0; 3], &[1.0; 3]), StatLoss::ZeroQ))?;
         std::hint::black_box(g.grad.len());
         if i >= 3 {
             bwd.push(t.elapsed().as_secs_f64() * 1e3);

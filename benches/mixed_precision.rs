@@ -80,7 +80,8 @@ fn main() -> Res<()> {
             (d, [s[0], s[1], s[2], s[3]])
         }
         None => {
-            let d = zeroq::distill::distill(&graph, &DistillConfig::default(), &mut |_, _, _, _| {})?;
+            let domain = zeroq::distill::InputDomain::from_preprocess(&zeroq::data::Preprocess::cifar10(), 3);
+            let d = zeroq::distill::distill(&graph, &DistillConfig { domain: Some(domain), ..DistillConfig::default() }, &mut |_, _, _, _| {})?;
             (d.data, d.shape)
         }
     };

@@ -36,6 +36,7 @@ pub enum WeightBits {
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Distillation of the calibration batch (the held-out batch uses the same recipe with the next seed).
+    /// Without an input domain, the one of `preprocess` is used.
     pub distill: DistillConfig,
     /// Sensitivity measurement (candidate bit-widths, weight range).
     pub sensitivity: SensitivityConfig,
@@ -43,7 +44,7 @@ pub struct RunConfig {
     pub wbits: WeightBits,
     /// Activation bits, ranges and placement (`wbits` is filled in from [`RunConfig::wbits`]).
     pub quant: QuantConfig,
-    /// Preprocessing the model expects (for the image preview).
+    /// Preprocessing the model expects: the distillation box and prior, the image preview.
     pub preprocess: Preprocess,
 }
 
@@ -204,8 +205,8 @@ pub struct DistillationReport {
     pub calibration_images: usize,
     /// Held-out images (the last rows of `distilled.npy`), used only for the agreement check.
     pub holdout_images: usize,
-    /// Iterations per batch.
-    pub iterations: usize,
+    /// Iterations run per batch (at most the cap; fewer when the BN match stopped improving).
+    pub iterations: Vec<usize>,
     /// Loss at the first and last iteration, per batch.
     pub loss: Vec<(f32, f32)>,
     /// Share of BN channels whose calibration-batch mean and std are within 10% of σ.
@@ -254,7 +255,9 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     qcfg.validate()?;
 
     // 1. Distil: the calibration batch and a held-out batch (the next seed).
-    let dcfg = DistillConfig { batches: 2, ..cfg.distill.clone() };
+    let [c, _, _] = distill::input_chw(graph)?;
+    let domain = cfg.distill.domain.clone().or_else(|| Some(distill::InputDomain::from_preprocess(&cfg.preprocess, c)));
+    let dcfg = DistillConfig { batches: 2, domain, ..cfg.distill.clone() };
     let iters = dcfg.iters;
     let d = timeline.stage("distill", Some((iters * 2) as u64), |step| {
         let d = distill::distill(graph, &dcfg, &mut |b, it, _, _| step((b * iters + it + 1) as u64))?;
@@ -351,7 +354,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         distillation: DistillationReport {
             calibration_images: half,
             holdout_images: d.shape[0] - half,
-            iterations: iters,
+            iterations: d.iterations(),
             loss: d.loss_curves.iter().map(|c| (c.first().copied().unwrap_or(f32::NAN), c.last().copied().unwrap_or(f32::NAN))).collect(),
             channels_within_10pct: within,
         },

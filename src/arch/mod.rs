@@ -78,17 +78,20 @@ impl Arch {
         }
     }
 
-    /// Builds the graph from a state_dict of this architecture.
+    /// Builds the graph from a state_dict of this architecture, with its preprocessing recorded in the
+    /// graph's metadata (and so in any ONNX written from it).
     pub fn build(self, sd: &StateDict) -> Result<Graph> {
         let name = self.name();
-        match self {
+        let mut g = match self {
             Arch::EfficientNetLite0 => efficientnet_lite::build(sd, 0, name),
             Arch::EfficientNetLite1 => efficientnet_lite::build(sd, 1, name),
             Arch::EfficientNetLite2 => efficientnet_lite::build(sd, 2, name),
             Arch::ResNet18 => resnet::build(sd, false, name),
             Arch::ResNet50 => resnet::build(sd, true, name),
             Arch::MobileNetV2 => mobilenet_v2::build(sd, name),
-        }
+        }?;
+        self.preprocess().record(&mut g);
+        Ok(g)
     }
 
     /// Reads the checkpoint at `weights` and builds the graph.

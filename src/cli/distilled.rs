@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use anyhow::bail;
-use zeroq::distill::{self, DistillConfig};
+use zeroq::distill::{self, DistillConfig, InputDomain};
 use zeroq::ir::Graph;
 
+use super::preprocess_arg::PreprocessArgs;
 use super::Output;
 
 /// Distilled images `[N, C, H, W]` for `g`, with a description of where they came from.
@@ -16,8 +17,8 @@ pub struct Distilled {
 }
 
 /// Reads `path` (checking it fits the model's input) or, without one, distils one default batch with
-/// `seed`. `why` names the stage for the no-BatchNorm error.
-pub fn load_or_distill(g: &Graph, path: Option<&Path>, seed: u64, why: &'static str, out: &Output) -> anyhow::Result<Distilled> {
+/// `seed`, inside the input box of the model's preprocessing. `why` names the stage for the no-BatchNorm error.
+pub fn load_or_distill(g: &Graph, path: Option<&Path>, pre: &PreprocessArgs, seed: u64, why: &'static str, out: &Output) -> anyhow::Result<Distilled> {
     let [c, h, w] = distill::input_chw(g)?;
     if let Some(p) = path {
         let (data, s) = zeroq::data::npy::read_f32(p)?;
@@ -27,7 +28,9 @@ pub fn load_or_distill(g: &Graph, path: Option<&Path>, seed: u64, why: &'static 
         return Ok(Distilled { data, shape: [s[0], c, h, w], source: format!("distilled:{}", p.display()) });
     }
     zeroq::model::require_batch_norm(g, why)?;
-    let cfg = DistillConfig { seed, ..DistillConfig::default() };
+    let domain = InputDomain::from_preprocess(&pre.resolve(g)?, c);
+    let (batch, iters) = super::distill::sized(g, None, None)?;
+    let cfg = DistillConfig { seed, domain: Some(domain), batch, iters, ..DistillConfig::default() };
     out.say(format!("distilling data ({} iterations, batch {})…", cfg.iters, cfg.batch));
     let pb = out.progress(cfg.iters as u64, "distill");
     let d = distill::distill(g, &cfg, &mut |_, it, loss, _| {

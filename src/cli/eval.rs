@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use zeroq::data::{self, Preprocess};
+use zeroq::data;
 use zeroq::engine::Plan;
 
 use super::model_arg::ModelArgs;
+use super::preprocess_arg::PreprocessArgs;
 use super::Output;
 
 /// Arguments of `zeroq eval`.
@@ -20,22 +21,15 @@ pub struct EvalArgs {
     /// Labelled data: `cifar10:PATH` (CIFAR-10 binary) or `folder:DIR` (images + labels.txt).
     #[arg(long)]
     pub data: String,
-    /// Preprocessing preset: cifar10 (32x32, no resize) or imagenet (resize 256, crop 224).
-    /// (Default: the --zoo/--arch model's own preset, else cifar10.)
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// The preprocessing.
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
     /// Override the preset's resize (shorter side, pixels).
     #[arg(long)]
     pub resize: Option<usize>,
     /// Override the preset's centre crop (pixels).
     #[arg(long)]
     pub crop: Option<usize>,
-    /// Override the preset's per-channel mean, e.g. 0.485,0.456,0.406.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
-    pub mean: Option<Vec<f32>>,
-    /// Override the preset's per-channel std, e.g. 0.229,0.224,0.225.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
-    pub std: Option<Vec<f32>>,
     /// Evaluate an evenly strided subset of N images (every k-th), not the first N.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -55,29 +49,16 @@ struct EvalJson<'a> {
     report: &'a zeroq::eval::EvalReport,
 }
 
-/// Builds the preprocessing from the preset and overrides.
-pub fn preprocess_from(preset: &str, resize: Option<usize>, crop: Option<usize>, mean: &Option<Vec<f32>>, std: &Option<Vec<f32>>) -> anyhow::Result<Preprocess> {
-    let mut p = Preprocess::preset(preset)?;
-    if resize.is_some() {
-        p.resize = resize;
-    }
-    if crop.is_some() {
-        p.crop = crop;
-    }
-    if let Some(m) = mean {
-        p.mean = [m[0], m[1], m[2]];
-    }
-    if let Some(s) = std {
-        anyhow::ensure!(s.iter().all(|&v| v > 0.0), "--std values must be positive, got {s:?}");
-        p.std = [s[0], s[1], s[2]];
-    }
-    Ok(p)
-}
-
 pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
-    let pre = preprocess_from(&a.model.preset(&a.preset)?, a.resize, a.crop, &a.mean, &a.std)?;
     let g = a.model.load()?;
+    let mut pre = a.pre.resolve(&g)?;
+    if a.resize.is_some() {
+        pre.resize = a.resize;
+    }
+    if a.crop.is_some() {
+        pre.crop = a.crop;
+    }
     let ds = data::open_dataset(&a.data, pre)?;
     let idx = data::strided_subset(ds.len(), a.limit);
     let plan = Plan::for_inference(g)?;

@@ -2,6 +2,7 @@
 
 
 use clap::Args;
+use serde::Serialize;
 
 use super::model_arg::ModelArgs;
 use super::Output;
@@ -14,10 +15,35 @@ pub struct InspectArgs {
     pub model: ModelArgs,
 }
 
+/// What distillation does by default on this model (its cost decides the size).
+#[derive(Serialize)]
+struct DistillDefault {
+    activations_per_image: f64,
+    batch: usize,
+    iters: usize,
+}
+
+#[derive(Serialize)]
+struct InspectJson<'a> {
+    #[serde(flatten)]
+    summary: &'a zeroq::model::Summary,
+    /// `None` when the input shape is not fixed.
+    distill_default: Option<DistillDefault>,
+}
+
 pub fn run(a: InspectArgs, out: &Output) -> anyhow::Result<()> {
     let g = a.model.load()?;
     let s = zeroq::model::summarize(&g);
-    out.result(&s, || {
+    let distill_default = match zeroq::distill::input_chw(&g) {
+        Ok(chw) => {
+            let act = zeroq::distill::budget::activations_per_image(&g, chw)?;
+            let (batch, iters) = zeroq::distill::budget::default_size(act);
+            Some(DistillDefault { activations_per_image: act, batch, iters })
+        }
+        Err(_) => None,
+    };
+    let j = InspectJson { summary: &s, distill_default };
+    out.result(&j, || {
         let mut t = String::new();
         let kib = |b: f64| format!("{:.1} KiB", b / 1024.0);
         t += &format!("model    {}\nopset    {}\n", a.model.display(), s.opset);
@@ -43,6 +69,15 @@ pub fn run(a: InspectArgs, out: &Output) -> anyhow::Result<()> {
             "{:<4} {:<28} {:<6} {:<16} {:>9} {:>10} {:>10} {:>10} {:>10}\n",
             "", "total", "", "", s.total_params, kib(ts[&2]), kib(ts[&4]), kib(ts[&8]), kib(ts[&32])
         );
+        if let Some(d) = &j.distill_default {
+            t += &format!(
+                "
+distillation default: {} images × up to {} iterations per batch ({:.2} M weight-layer outputs per image)\n",
+                d.batch,
+                d.iters,
+                d.activations_per_image / 1e6
+            );
+        }
         t
     })
 }

@@ -8,6 +8,7 @@ mod export_onnx;
 mod inspect;
 mod model_arg;
 mod output;
+mod preprocess_arg;
 mod quant_args;
 mod quantize;
 mod run;

@@ -42,14 +42,6 @@ impl ModelArgs {
         src.load(&mut |m| eprintln!("{m}")).with_context(|| format!("loading {}", src.describe()))
     }
 
-    /// The preprocessing preset: `given`, else the built-in architecture's own, else cifar10.
-    pub fn preset(&self, given: &Option<String>) -> anyhow::Result<String> {
-        if let Some(p) = given {
-            return Ok(p.clone());
-        }
-        Ok(self.source()?.arch()?.map_or("cifar10", |a| a.preset_name()).to_string())
-    }
-
     /// A short name for titles: the file name, or the zoo/architecture name.
     pub fn label(&self) -> String {
         match (&self.path, self.arch, &self.zoo) {

@@ -7,7 +7,7 @@ use zeroq::data::Preprocess;
 use zeroq::pareto::{fmt_bytes, Budget};
 use zeroq::quant::{ActRange, Placement, QuantConfig, WeightRange};
 
-use super::model_arg::ModelArgs;
+use super::preprocess_arg::PreprocessArgs;
 
 /// Where activations are quantized.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -63,11 +63,10 @@ pub struct QuantArgs {
     /// Activation range: minmax, percentile:P (e.g. percentile:99.99) or mse.
     #[arg(long, default_value = "minmax")]
     pub act_range: String,
-    /// Preprocessing preset the model expects (cifar10, imagenet, efficientnet-lite0|1|2): gives the exact
-    /// range of the model input (pixels 0..255 normalised), used for the input quantizer instead of
-    /// calibration. (Default: the --zoo/--arch model's own preset, else cifar10.)
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// The preprocessing: gives the exact range of the model input (pixels 0..255 normalised), used for
+    /// the input quantizer instead of calibration, and the box distillation keeps its images in.
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
     /// Quantize the model input and the classifier input at --abits too (by default they stay at 8 bits
     /// when --abits is lower).
     #[arg(long)]
@@ -75,20 +74,28 @@ pub struct QuantArgs {
 }
 
 impl QuantArgs {
-    /// The quantization settings (with `wbits`) and the model's preprocessing, validated.
-    pub fn config(&self, model: &ModelArgs, wbits: Vec<u32>) -> anyhow::Result<(QuantConfig, Preprocess)> {
-        let preprocess = Preprocess::preset(&model.preset(&self.preset)?)?;
+    /// The quantization settings (with `wbits`), validated; the input range comes with
+    /// [`QuantArgs::preprocess`].
+    pub fn config(&self, wbits: Vec<u32>) -> anyhow::Result<QuantConfig> {
         let cfg = QuantConfig {
             wbits,
             abits: parse_abits(&self.abits)?,
             weight_range: self.weight_range.into(),
             act_range: parse_act_range(&self.act_range)?,
             placement: self.placement.into(),
-            input_range: Some(preprocess.input_range()),
+            input_range: None,
             edge_abits: if self.all_layers_abits { None } else { Some(8) },
         };
         cfg.validate()?;
-        Ok((cfg, preprocess))
+        Ok(cfg)
+    }
+
+    /// The model's preprocessing (recorded in `g`, so the quantized model keeps it), and the input
+    /// range it gives `cfg`.
+    pub fn preprocess(&self, g: &mut zeroq::ir::Graph, cfg: &mut QuantConfig) -> anyhow::Result<Preprocess> {
+        let p = self.pre.resolve_and_record(g)?;
+        cfg.input_range = Some(p.input_range());
+        Ok(p)
     }
 }
 

@@ -101,17 +101,19 @@ struct MixedPrecision {
 
 pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     // Validate the request before any long work.
-    let (cfg, preprocess) = a.quant.config(&a.model, vec![a.wbits])?;
+    let mut cfg = a.quant.config(vec![a.wbits])?;
     let abits = cfg.abits;
     let budget = a.mixed.budget()?;
-    let g = a.model.load()?;
+    let mut g = a.model.load()?;
+    zeroq::quant::require_weight_layers(&g)?;
+    let preprocess = a.quant.preprocess(&mut g, &mut cfg)?;
     if let Some(b) = budget {
         check_budget(&g, b, &a.mixed.mp_bits)?;
     }
     let [c, h, w] = distill::input_chw(&g)?;
     let (calib, calib_shape, source) = match a.calib.as_str() {
         "distilled" => {
-            let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "distillation (pass --calib gaussian or real images to skip it)", out)?;
+            let d = load_or_distill(&g, a.distilled.as_deref(), &a.quant.pre, a.seed, "distillation (pass --calib gaussian or real images to skip it)", out)?;
             (d.data, d.shape, d.source)
         }
         "gaussian" => {
@@ -128,7 +130,6 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             (d, s, ds.describe())
         }
     };
-    let mut cfg = cfg;
     let mixed_precision = match budget {
         Some(b) => {
             let d = Distilled { data: calib.clone(), shape: calib_shape, source: source.clone() };

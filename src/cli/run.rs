@@ -40,12 +40,14 @@ pub struct RunArgs {
     /// With --eval: an evenly strided subset of N images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Images per distilled batch (one calibration batch and one held-out batch).
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-    /// Adam iterations per distilled batch.
-    #[arg(long, default_value_t = 500)]
-    pub iters: usize,
+    /// Images per distilled batch (one calibration batch and one held-out batch). (Default: 32, fewer
+    /// for models costlier than the CIFAR ResNet56; `zeroq inspect` shows it.)
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Adam iterations per distilled batch at most (a batch stops earlier once its BN match stops
+    /// improving).
+    #[arg(long)]
+    pub iters: Option<usize>,
     /// Seed of the distillation (the held-out batch uses seed + 1).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -109,7 +111,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         (_, Some(b)) => WeightBits::Mixed(b),
         (w, None) => WeightBits::Uniform(w.unwrap_or(8)),
     };
-    let (quant, preprocess) = a.quant.config(&a.model, vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }])?;
+    let mut quant = a.quant.config(vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }])?;
     let mut mp_bits = a.mixed.mp_bits.clone();
     if let WeightBits::Uniform(w) = wbits {
         // The uniform choice is a point of the sensitivity table too.
@@ -118,20 +120,22 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
             mp_bits.sort_unstable();
         }
     }
-    let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
     // Refuse an occupied folder before the work, create it only once the model has loaded and fits.
     check_out_dir(&a.out, a.force)?;
 
     let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
-    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(eval_data.is_some()));
-    let g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
+    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some()));
+    let mut g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
+    let preprocess = a.quant.preprocess(&mut g, &mut quant)?;
+    let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
     if let WeightBits::Mixed(b) = wbits {
         check_budget(&g, b, &mp_bits)?;
     }
     zeroq::model::require_batch_norm(&g, "zeroq run (ZeroQ distils data from BatchNorm statistics)")?;
     prepare_out_dir(&a.out, a.force)?;
+    let (batch, iters) = super::distill::sized(&g, a.batch, a.iters)?;
     let cfg = RunConfig {
-        distill: DistillConfig { batch: a.batch, iters: a.iters, seed: a.seed, ..DistillConfig::default() },
+        distill: DistillConfig { batch, iters, seed: a.seed, ..DistillConfig::default() },
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },
         wbits,
         quant,

@@ -9,6 +9,7 @@ use zeroq::pareto::{fmt_bytes, Frontier, Summary};
 use zeroq::report::charts;
 use zeroq::sensitivity::{self, Sensitivity, SensitivityConfig};
 
+use super::preprocess_arg::PreprocessArgs;
 use super::distilled::load_or_distill;
 use super::model_arg::ModelArgs;
 use super::quant_args::{budget_from, WeightRangeArg};
@@ -42,6 +43,9 @@ pub struct SensitivityArgs {
     /// Ω around an operating point, e.g. 4 for an MP4 budget).
     #[arg(long, value_name = "N")]
     pub context_bits: Option<u32>,
+    /// The preprocessing (for distilling on the fly: the images' valid box and prior).
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
     /// Rerun the whole network for every measurement instead of continuing from the FP32 activations
     /// before each layer (same numbers, slower; for benchmarking).
     #[arg(long)]
@@ -53,7 +57,7 @@ pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
         anyhow::bail!("--bits: bit-widths must be in 2..=8, got {b}");
     }
     let g = a.model.load()?;
-    let d = load_or_distill(&g, a.distilled.as_deref(), a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
+    let d = load_or_distill(&g, a.distilled.as_deref(), &a.pre, a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
     if let Some(b) = a.context_bits.filter(|b| !(2..=8).contains(b)) {
         anyhow::bail!("--context-bits: expected 2..=8, got {b}");
     }

@@ -1,9 +1,18 @@
 //! Explicit image preprocessing: resize (bilinear, half-pixel centres), centre crop, scale, mean/std.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::ir::{Dim, Graph};
+
+/// The names [`Preprocess::preset`] knows, for messages.
+pub const PRESETS: &str = "cifar10, imagenet, efficientnet-lite0|1|2";
+
+/// The ONNX metadata key under which zeroq records a model's preprocessing (JSON of [`Preprocess`]).
+pub const METADATA_KEY: &str = "zeroq.preprocess";
 
 /// How raw 8-bit RGB pixels become model input (`x = (pixel·scale − mean[c]) / std[c]`, CHW).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
     /// Resize so the shorter side has this many pixels (aspect kept), before cropping.
     pub resize: Option<usize>,
@@ -42,8 +51,45 @@ impl Preprocess {
             "efficientnet-lite0" => Ok(Self::efficientnet_lite(224)),
             "efficientnet-lite1" => Ok(Self::efficientnet_lite(240)),
             "efficientnet-lite2" => Ok(Self::efficientnet_lite(260)),
-            other => Err(Error::Invalid(format!("unknown preset '{other}' (expected cifar10, imagenet or efficientnet-lite0|1|2)"))),
+            other => Err(Error::Invalid(format!("unknown preset '{other}' (expected one of {PRESETS})"))),
         }
+    }
+
+    /// The preprocessing recorded in `g`'s metadata (by `zeroq export-onnx`, `quantize` or `run`, or a
+    /// built-in architecture), if any.
+    pub fn from_metadata(g: &Graph) -> Result<Option<Self>> {
+        let Some(v) = g.metadata.get(METADATA_KEY) else { return Ok(None) };
+        let p: Self = serde_json::from_str(v).map_err(|e| Error::Invalid(format!("model metadata '{METADATA_KEY}' is not a zeroq preprocessing ({e}): {v}")))?;
+        if !(p.scale.is_finite() && p.scale > 0.0 && p.std.iter().all(|s| s.is_finite() && *s != 0.0) && p.mean.iter().all(|m| m.is_finite())) {
+            return Err(Error::Invalid(format!("model metadata '{METADATA_KEY}' has a zero or non-finite scale, mean or std: {v}")));
+        }
+        Ok(Some(p))
+    }
+
+    /// Records this preprocessing in `g`'s metadata, so that a model zeroq writes keeps it.
+    pub fn record(&self, g: &mut Graph) {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        g.metadata.insert(METADATA_KEY.to_string(), json);
+    }
+
+    /// The preprocessing `g` expects when the user named none: its recorded metadata, else the only
+    /// reading its input size allows (32 × 32 → `cifar10`). Anything else is an error that lists the
+    /// choices, because a wrong guess silently gives a worse quantized model (input quantizer range,
+    /// distillation box and prior all follow from it).
+    pub fn for_model(g: &Graph) -> Result<Self> {
+        if let Some(p) = Self::from_metadata(g)? {
+            return Ok(p);
+        }
+        let dims = g.inputs.first().and_then(|&i| g.values[i].shape.clone());
+        if let Some([_, Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]) = dims.as_deref() {
+            return Ok(Self::cifar10());
+        }
+        let shape = dims.map_or("undeclared".to_string(), |d| format!("[{}]", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")));
+        Err(Error::Invalid(format!(
+            "cannot tell which preprocessing this model expects (input {shape}, no '{METADATA_KEY}' metadata); \
+             give --preset ({PRESETS}: imagenet is torchvision's (x/255 − mean)/std at 224, efficientnet-lite* is (v − 127)/128) \
+             or --mean a,b,c --std a,b,c (of pixels scaled to 0..1)"
+        )))
     }
 
     /// Normalises an interleaved RGB image (`h·w·3` bytes) into CHW floats, resizing and cropping first.
@@ -83,6 +129,27 @@ impl Preprocess {
         let lo = (0..3).map(|c| v(0.0, c).min(v(255.0, c))).fold(f32::INFINITY, f32::min);
         let hi = (0..3).map(|c| v(0.0, c).max(v(255.0, c))).fold(f32::NEG_INFINITY, f32::max);
         (lo, hi)
+    }
+
+    /// Per-channel range `(lo, hi)` that pixels 0..255 map to: the box every real input lies in.
+    pub fn input_box(&self) -> [(f32, f32); 3] {
+        std::array::from_fn(|c| {
+            let v = |p: f32| (p * self.scale - self.mean[c]) / self.std[c];
+            (v(0.0).min(v(255.0)), v(0.0).max(v(255.0)))
+        })
+    }
+
+    /// Per-channel mean and std that natural images have after this preprocessing: the ImageNet pixel
+    /// statistics (mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225 of the 0..1 range) mapped through
+    /// scale, mean and std. For mean/std-normalised presets this is ZeroQ's N(0, 1) input prior; for
+    /// EfficientNet-Lite's `(v − 127) / 128` it is about N(−0.03, 0.46), where N(0, 1) would push every
+    /// image against the edges of the valid box [−0.99, 1.0].
+    pub fn input_prior(&self) -> ([f32; 3], [f32; 3]) {
+        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+        const STD: [f32; 3] = [0.229, 0.224, 0.225];
+        let mean = std::array::from_fn(|c| (MEAN[c] * 255.0 * self.scale - self.mean[c]) / self.std[c]);
+        let std = std::array::from_fn(|c| STD[c] * 255.0 * self.scale / self.std[c].abs());
+        (mean, std)
     }
 
     /// Maps normalised CHW values back to 0..255 pixels, for viewing.
@@ -137,6 +204,20 @@ mod tests {
         assert!((x[1] - (0.0 - 0.456) / 0.224).abs() < 1e-6);
         assert!((x[2] - (128.0 / 255.0 - 0.406) / 0.225).abs() < 1e-6);
         assert_eq!(p.denormalize(&x, 1, 1), rgb.to_vec());
+    }
+
+    #[test]
+    fn input_box_and_prior_follow_the_preset() {
+        let c = Preprocess::cifar10();
+        let (m, s) = c.input_prior();
+        // ImageNet mean/std normalisation: the prior is N(0, 1), ZeroQ's.
+        assert!(m.iter().all(|v| v.abs() < 1e-6) && s.iter().all(|v| (v - 1.0).abs() < 1e-6), "{m:?} {s:?}");
+        let b = c.input_box();
+        assert!((b[0].0 - (-0.485 / 0.229)).abs() < 1e-6 && (b[2].1 - (1.0 - 0.406) / 0.225).abs() < 1e-6, "{b:?}");
+        let l = Preprocess::efficientnet_lite(224);
+        assert_eq!(l.input_box(), [(-127.0 / 128.0, 1.0); 3]);
+        let (m, s) = l.input_prior();
+        assert!((m[0] - (0.485 * 255.0 - 127.0) / 128.0).abs() < 1e-6 && (s[1] - 0.224 * 255.0 / 128.0).abs() < 1e-6, "{m:?} {s:?}");
     }
 
     #[test]

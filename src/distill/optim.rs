@@ -16,14 +16,21 @@ impl Adam {
 
     /// One step: `x ← x − lr·m̂/(√v̂ + ε)`.
     pub fn step(&mut self, x: &mut [f32], grad: &[f32], lr: f32) {
+        self.step_scaled(x, grad, lr, &[]);
+    }
+
+    /// One step with a per-parameter learning-rate factor `scale[i]` (none when `scale` is empty): the
+    /// input prior's std per channel, so that a step means the same on every preprocessing.
+    pub fn step_scaled(&mut self, x: &mut [f32], grad: &[f32], lr: f32, scale: &[f32]) {
         const B1: f32 = 0.9;
         const B2: f32 = 0.999;
         const EPS: f32 = 1e-8;
         self.t += 1;
         let (c1, c2) = (1.0 - B1.powi(self.t), 1.0 - B2.powi(self.t));
-        for ((xi, &g), (m, v)) in x.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+        for (i, ((xi, &g), (m, v))) in x.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())).enumerate() {
             *m = B1 * *m + (1.0 - B1) * g;
             *v = B2 * *v + (1.0 - B2) * g * g;
+            let lr = if scale.is_empty() { lr } else { lr * scale[i] };
             *xi -= lr * (*m / c1) / ((*v / c2).sqrt() + EPS);
         }
     }

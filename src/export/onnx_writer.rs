@@ -9,7 +9,8 @@ use crate::data::write_atomic;
 use crate::error::{Error, Result};
 use crate::ir::{AutoPad, Dim, Graph, HostData, HostTensor, Node, Op, PadKind, ValueId};
 use crate::onnx::proto::{
-    attribute_type as at, data_type as dt, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    attribute_type as at, data_type as dt, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto,
     TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 
@@ -235,6 +236,7 @@ pub(crate) fn assemble(g: &Graph, em: Emitter, mut initializer: Vec<TensorProto>
             output: g.outputs.iter().map(|&v| value_info(g, v)).collect(),
             ..Default::default()
         }),
+        metadata_props: g.metadata.iter().map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() }).collect(),
         ..Default::default()
     }
 }

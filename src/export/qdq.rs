@@ -94,6 +94,7 @@ pub fn to_qdq(q: &QuantizedModel) -> Result<ModelProto> {
     let wbits: serde_json::Map<String, serde_json::Value> = q.weights.iter().map(|w| (w.layer.clone(), w.bits.into())).collect();
     let abits: serde_json::Map<String, serde_json::Value> = q.activations.iter().map(|a| (a.tensor.clone(), a.bits.into())).collect();
     for (key, map) in [("zeroq.weight_bits", wbits), ("zeroq.activation_bits", abits)] {
+        model.metadata_props.retain(|e| e.key != key);
         model.metadata_props.push(StringStringEntryProto { key: key.into(), value: serde_json::Value::Object(map).to_string() });
     }
     Ok(model)

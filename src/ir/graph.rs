@@ -116,6 +116,9 @@ pub struct Graph {
     pub consts: BTreeMap<ValueId, HostTensor>,
     /// Default-domain opset version of the source model.
     pub opset: i64,
+    /// Model metadata (ONNX `metadata_props`), kept through passes and written back on export; zeroq
+    /// records the model's preprocessing there (`zeroq.preprocess`).
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl Graph {

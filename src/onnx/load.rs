@@ -39,6 +39,7 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
         .map_or(1, |o| o.version);
 
     let mut g = Graph { opset, ..Graph::default() };
+    g.metadata = model.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
     let mut ids: HashMap<String, usize> = HashMap::new();
     let init_types: HashMap<&str, i32> = gp.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
 

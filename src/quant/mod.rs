@@ -144,15 +144,21 @@ pub fn output_axis(op: &Op, rank: usize) -> usize {
     }
 }
 
+/// Refuses a model with nothing to quantize.
+pub fn require_weight_layers(g: &Graph) -> Result<()> {
+    if g.weight_layers().is_empty() {
+        return Err(Error::Invalid("the model has no quantizable layer (Conv/Gemm/MatMul with a constant weight)".into()));
+    }
+    Ok(())
+}
+
 /// Quantizes `graph` per `cfg`, calibrating activation ranges on `calib` (`[N, C, H, W]`, normalised).
 pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &QuantConfig) -> Result<QuantizedModel> {
     cfg.validate()?;
     let mut g = graph.clone();
     passes::fold_batch_norm(&mut g);
+    require_weight_layers(&g)?;
     let layers = g.weight_layers();
-    if layers.is_empty() {
-        return Err(Error::Invalid("the model has no quantizable layer (Conv/Gemm/MatMul with a constant weight)".into()));
-    }
     if cfg.wbits.len() != 1 && cfg.wbits.len() != layers.len() {
         return Err(Error::Invalid(format!("{} weight bit-widths given for {} weight layers", cfg.wbits.len(), layers.len())));
     }
@@ -171,16 +177,18 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
     if let Some(abits) = cfg.abits {
         let sites = activation_sites(&g, cfg.placement);
         let mut ranges = calibrate::ranges(&g, &sites, calib, calib_shape, cfg.act_range, abits)?;
+        let from_input: Vec<Option<Option<(f32, f32)>>> = sites.iter().map(|&v| input_derived(&g, v)).collect();
         if let Some(r) = cfg.input_range {
-            for (v, range) in sites.iter().zip(ranges.iter_mut()) {
-                if g.inputs.contains(v) {
-                    *range = r;
+            for (derived, range) in from_input.iter().zip(ranges.iter_mut()) {
+                if let Some(pad) = derived {
+                    // The input's own range, widened to the padding value a Pad may have added.
+                    *range = pad.map_or(r, |(lo, hi)| (r.0.min(lo), r.1.max(hi)));
                 }
             }
         }
         let last_input = layers.last().and_then(|l| g.nodes.iter().find(|n| n.name == l.name)).and_then(|n| n.input(0));
-        for (&v, &(lo, hi)) in sites.iter().zip(&ranges) {
-            let edge = g.inputs.contains(&v) || Some(v) == last_input;
+        for ((&v, &(lo, hi)), derived) in sites.iter().zip(&ranges).zip(&from_input) {
+            let edge = derived.is_some() || Some(v) == last_input;
             let abits = match cfg.edge_abits {
                 Some(e) if edge => abits.max(e),
                 _ => abits,
@@ -237,6 +245,34 @@ fn quantize_biases(g: &mut Graph, weights: &mut [WeightQuant]) {
         g.nodes[w.node].inputs[2] = Some(value);
         w.bias = Some(BiasQuant { value, scale, ints });
     }
+}
+
+/// Whether `v` is the graph input seen through ops that only move, copy or pad its values (Identity,
+/// Reshape, Flatten, Transpose, Slice, Squeeze/Unsqueeze, Pad): then its range is the input's, which
+/// the preprocessing gives exactly. EfficientNet's stem Conv reads a `Pad` of the input (TF "SAME"
+/// padding); without this its input quantizer took the distilled batch's range. `Some(None)`: the
+/// input itself; `Some(Some((lo, hi)))`: the input with constant padding values in `lo..=hi` added.
+fn input_derived(g: &Graph, v: ValueId) -> Option<Option<(f32, f32)>> {
+    let mut pad: Option<(f32, f32)> = None;
+    let mut cur = v;
+    for _ in 0..g.nodes.len() + 1 {
+        if g.inputs.contains(&cur) {
+            return Some(pad);
+        }
+        let node = &g.nodes[g.producer(cur)?];
+        match &node.op {
+            Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {}
+            Op::Pad { value, mode, .. } => {
+                if *mode == crate::ir::PadKind::Constant {
+                    pad = Some(pad.map_or((*value, *value), |(lo, hi): (f32, f32)| (lo.min(*value), hi.max(*value))));
+                }
+            }
+            _ => return None,
+        }
+        // Data is input 0 of all of these; the rest are shapes or constants.
+        cur = node.input(0)?;
+    }
+    None
 }
 
 /// The activation tensors to quantize, in graph order, without repeats.

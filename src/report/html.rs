@@ -84,10 +84,10 @@ pub fn render(r: &RunReport, c: &Charts) -> String {
     let d = &r.distillation;
     h += "<h2>Distilled data</h2>\n";
     h += &format!(
-        "<p>{} calibration images and {} held-out images synthesised from the BatchNorm statistics ({} Adam iterations per batch; loss {}). {:.1}% of BN channels match their running mean and std within 10% of σ.</p>\n",
+        "<p>{} calibration images and {} held-out images synthesised from the BatchNorm statistics ({} Adam iterations per batch, stopped once the BN match stopped improving; loss {}). {:.1}% of BN channels match their running mean and std within 10% of σ.</p>\n",
         d.calibration_images,
         d.holdout_images,
-        d.iterations,
+        d.iterations.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" and "),
         d.loss.iter().map(|(a, b)| format!("{a:.1} → {b:.3}")).collect::<Vec<_>>().join(", "),
         100.0 * d.channels_within_10pct
     );

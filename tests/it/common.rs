@@ -61,13 +61,15 @@ pub fn lcg(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// ZeroQ's default distillation on ResNet20 for two batches (seeds 0 and 1), computed once per test run
-/// and shared by the tests that need distilled data.
+/// zeroq's default distillation on ResNet20 (as `zeroq distill` runs it: CIFAR-10 preprocessing's box
+/// and prior) for two batches (seeds 0 and 1), computed once per test run and shared by the tests that
+/// need distilled data.
 pub fn distilled_resnet20() -> &'static zeroq::distill::Distilled {
     static D: std::sync::OnceLock<zeroq::distill::Distilled> = std::sync::OnceLock::new();
     D.get_or_init(|| {
         let g = zeroq::onnx::load_onnx(model("resnet20")).expect("load");
-        let cfg = zeroq::distill::DistillConfig { batches: 2, ..Default::default() };
+        let domain = zeroq::distill::InputDomain::from_preprocess(&zeroq::data::Preprocess::cifar10(), 3);
+        let cfg = zeroq::distill::DistillConfig { batches: 2, domain: Some(domain), ..Default::default() };
         zeroq::distill::distill(&g, &cfg, &mut |_, _, _, _| {}).expect("distill")
     })
 }

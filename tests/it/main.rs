@@ -6,6 +6,7 @@ mod errors;
 mod eval_assets;
 mod gradient;
 mod onnxruntime;
+mod preprocessing;
 mod quantize;
 mod run;
 mod sensitivity;
