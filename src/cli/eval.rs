@@ -76,6 +76,7 @@ pub fn preprocess_from(preset: &str, resize: Option<usize>, crop: Option<usize>,
 
 pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    super::ensure_limit(a.limit)?;
     let pre = preprocess_from(&a.model.preset(&a.preset)?, a.resize, a.crop, &a.mean, &a.std)?;
     let g = a.model.load()?;
     let ds = data::open_dataset(&a.data, pre)?;

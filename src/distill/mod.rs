@@ -68,11 +68,10 @@ pub fn input_chw(g: &Graph) -> Result<[usize; 3]> {
 
 /// Distils `cfg.batches` batches for `graph`.
 pub fn distill(graph: &Graph, cfg: &DistillConfig, progress: Progress) -> Result<Distilled> {
-    if cfg.batch == 0 || cfg.batches == 0 || cfg.iters == 0 || !(cfg.lr > 0.0) {
-        return Err(Error::Invalid(format!("distillation needs batch, batches, iters ≥ 1 and lr > 0 (got {cfg:?})")));
-    }
+    crate::validate::distill_settings(cfg.batch, cfg.batches, cfg.iters, cfg.lr)?;
     let sites = crate::model::require_batch_norm(graph, "distillation")?;
     let [c, h, w] = input_chw(graph)?;
+    crate::validate::batch_size(&[cfg.batches, cfg.batch, c, h, w])?;
     let taps: Vec<usize> = sites.iter().map(|s| s.input).collect();
     let plan = Plan::new(graph.clone(), &device::autodiff())?;
     let shape = [cfg.batch, c, h, w];

@@ -163,7 +163,7 @@ type R<T> = std::result::Result<T, String>;
 /// Reads one pickle starting at `*pos` in `bytes`, up to and including its STOP opcode, and advances `*pos`
 /// past it. Errors are plain descriptions; the caller adds the file name.
 pub fn unpickle(bytes: &[u8], pos: &mut usize) -> R<Value> {
-    let mut u = Unpickler { b: bytes, pos: *pos, stack: Vec::new(), memo: HashMap::new() };
+    let mut u = Unpickler { b: bytes, pos: *pos, stack: Vec::new(), memo: HashMap::new(), copy_budget: MEMO_COPY_BUDGET };
     let v = u.run()?;
     *pos = u.pos;
     Ok(v)
@@ -174,6 +174,32 @@ struct Unpickler<'a> {
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
+    /// Values a memo lookup may still copy, counted in nodes (see [`Unpickler::get_memo`]).
+    copy_budget: usize,
+}
+
+/// A memo lookup copies its value; a pickle that stores a list and appends it to itself again and again
+/// doubles its size with every few bytes ("billion laughs"). A state_dict copies a few small tuples and
+/// strings per tensor; 2^24 nodes in all is far beyond that and bounds the memory.
+const MEMO_COPY_BUDGET: usize = 1 << 24;
+
+/// The number of values in `v`, counting nested ones, or `None` once it exceeds `limit`.
+fn weight(v: &Value, limit: usize) -> Option<usize> {
+    let children: &mut dyn Iterator<Item = &Value> = match v {
+        Value::Tuple(x) | Value::List(x) => &mut x.iter(),
+        Value::Dict(d) => &mut d.iter().flat_map(|(k, v)| [k, v]),
+        Value::Str(s) => return (s.len() / 16 + 1 <= limit).then_some(s.len() / 16 + 1),
+        Value::Bytes(b) => return (b.len() / 16 + 1 <= limit).then_some(b.len() / 16 + 1),
+        _ => return (limit >= 1).then_some(1),
+    };
+    let mut n = 1usize;
+    for c in children {
+        n = n.checked_add(weight(c, limit.checked_sub(n)?)?)?;
+        if n > limit {
+            return None;
+        }
+    }
+    Some(n)
 }
 
 impl Unpickler<'_> {
@@ -226,7 +252,10 @@ impl Unpickler<'_> {
         Ok(())
     }
     fn get_memo(&mut self, idx: u32) -> R<()> {
-        let v = self.memo.get(&idx).cloned().ok_or_else(|| format!("pickle refers to memo entry {idx}, which was never stored (corrupted checkpoint)"))?;
+        let v = self.memo.get(&idx).ok_or_else(|| format!("pickle refers to memo entry {idx}, which was never stored (corrupted checkpoint)"))?;
+        let w = weight(v, self.copy_budget).ok_or("pickle copies its memo beyond any state_dict's needs (a decompression bomb or a corrupted checkpoint)")?;
+        self.copy_budget -= w;
+        let v = v.clone();
         self.stack.push(v);
         Ok(())
     }
