@@ -58,18 +58,26 @@ pub fn check_graph(g: &Graph) -> Result<()> {
     check_parameters(g)
 }
 
-/// Declared input shapes: no zero-sized axis, at most [`MAX_SAMPLE_ELEMENTS`] per sample.
+/// An image input's `[C, H, W]` as declared, refused by name when an axis is 0 (an empty tensor is valid
+/// ONNX, but there is nothing to distil, calibrate or measure on it).
+pub fn nonzero_chw(input: &str, chw: [usize; 3]) -> Result<[usize; 3]> {
+    match chw.iter().position(|&d| d == 0) {
+        Some(k) => Err(Error::Invalid(format!(
+            "input '{input}' declares axis {} of [N, {}, {}, {}] as 0: a tensor with no elements; fix the model's input shape (re-export it with the real input size)",
+            k + 1,
+            chw[0],
+            chw[1],
+            chw[2]
+        ))),
+        None => Ok(chw),
+    }
+}
+
+/// Declared input shapes: at most [`MAX_SAMPLE_ELEMENTS`] per sample.
 fn check_inputs(g: &Graph) -> Result<()> {
     for &id in &g.inputs {
         let Some(shape) = &g.values[id].shape else { continue };
         let text = || shape.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ");
-        if let Some(axis) = shape.iter().position(|d| *d == Dim::Fixed(0)) {
-            return Err(Error::Invalid(format!(
-                "input '{}' declares axis {axis} of [{}] as 0: a tensor with no elements; fix the model's input shape (re-export it with the real input size)",
-                g.name(id),
-                text()
-            )));
-        }
         let fixed = shape.iter().skip(1).filter_map(|d| match d {
             Dim::Fixed(n) => Some(*n),
             Dim::Dynamic(_) => None,

@@ -58,7 +58,7 @@ pub fn input_chw(g: &Graph) -> Result<[usize; 3]> {
     let id = *g.inputs.first().ok_or_else(|| Error::Invalid("the model has no input".into()))?;
     let dims = g.values[id].shape.as_ref();
     match dims.map(|d| d.as_slice()) {
-        Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => Ok([*c, *h, *w]),
+        Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => crate::validate::nonzero_chw(g.name(id), [*c, *h, *w]),
         _ => Err(Error::Invalid(format!(
             "input '{}' must be declared as [N, C, H, W] with fixed C, H, W to distil data for it",
             g.name(id)

@@ -79,7 +79,7 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
         Op::Sigmoid => one(dyn_map!(f(0)?, t => activation::sigmoid(t))),
         Op::Add | Op::Sub | Op::Mul | Op::Div => binary(op, x(0)?, x(1)?).map(|v| vec![v]),
         Op::Concat { axis } => concat(inputs, *axis),
-        Op::Split { axis, sizes } => split(&f(0)?, *axis, sizes.as_deref(), inputs.len().max(1)),
+        Op::Split { axis, sizes, parts } => split(&f(0)?, *axis, sizes.as_deref(), (*parts).max(1)),
         Op::Slice { starts, ends, axes, steps } => slice(x(0)?, starts, ends, axes, steps).map(|v| vec![v]),
         Op::Reshape { allowzero } => {
             let target = int_values(x(1)?)?;
@@ -88,7 +88,8 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
         }
         Op::Flatten { axis } => {
             let s = x(0)?.shape();
-            let a = norm_axis(*axis, s.len() + 1)?;
+            // axis is in [-r, r]: a negative one counts from the rank, not from r + 1.
+            let a = if *axis < 0 { norm_axis(*axis, s.len())? } else { norm_axis(*axis, s.len() + 1)? };
             let shape = vec![s[..a].iter().product(), s[a..].iter().product()];
             reshape_value(x(0)?, &shape).map(|v| vec![v])
         }
@@ -512,11 +513,13 @@ fn binary(op: &Op, a: &Value, b: &Value) -> R<Value> {
                 .map(|i| {
                     let (p, q) = (xv[i % xv.len()], yv[i % yv.len()]);
                     match op {
-                        Op::Add => Ok(p + q),
-                        Op::Sub => Ok(p - q),
-                        Op::Mul => Ok(p * q),
+                        // Wrapping as int64 does (no panic on a file's extreme values); Div truncates
+                        // toward zero as ONNX (and C) integer division does.
+                        Op::Add => Ok(p.wrapping_add(q)),
+                        Op::Sub => Ok(p.wrapping_sub(q)),
+                        Op::Mul => Ok(p.wrapping_mul(q)),
                         _ if q == 0 => Err(inv("integer division by zero")),
-                        _ => Ok(p.div_euclid(q)),
+                        _ => Ok(p.wrapping_div(q)),
                     }
                 })
                 .collect::<R<Vec<i64>>>()?;
