@@ -32,7 +32,8 @@ fn main() {
     let seed: u64 = flag("--seed").map_or(14, |v| v.parse().expect("--seed S"));
     let findings = PathBuf::from(flag("--findings").unwrap_or_else(|| "target/fuzz-findings".into()));
     let wanted: Option<Vec<String>> = flag("--targets").map(|v| v.split(',').map(str::to_string).collect());
-    let targets: Vec<fuzz::Target> = fuzz_targets::targets().into_iter().filter(|t| wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == t.name))).collect();
+    let targets: Vec<fuzz::Target> =
+        fuzz_targets::targets().into_iter().filter(|t| wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == t.name))).collect();
     // The reports come back in target order; each thread fuzzes one reader, with its own seed.
     let reports: Vec<fuzz::Report> = std::thread::scope(|s| {
         let handles: Vec<_> = targets.iter().map(|t| s.spawn(move || fuzz::fuzz(t, iters, seed, CAP_BYTES))).collect();

@@ -162,8 +162,9 @@ pub struct Target {
     pub seeds: Vec<Vec<u8>>,
     /// Tokens of its format for the mutator.
     pub dict: &'static [&'static [u8]],
-    /// Runs the reader on one input; its result is dropped, only a panic counts.
-    pub run: fn(&[u8]),
+    /// Runs the reader on one input: true when it accepted the input, false for an error. Only a
+    /// panic is a failure.
+    pub run: fn(&[u8]) -> bool,
 }
 
 /// A panic the fuzzer found: the input, and how to replay it.
@@ -219,7 +220,7 @@ pub fn fuzz(target: &Target, iters: usize, seed: u64, cap_bytes: usize) -> Repor
         let (result, used) = measure(cap_bytes, || catch_unwind(AssertUnwindSafe(|| (target.run)(&input))));
         peak = peak.max(used);
         match result {
-            Ok(()) => accepted += 1,
+            Ok(ok) => accepted += usize::from(ok),
             Err(p) => {
                 let message = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
                 panics.push(Finding { input, message, iteration });
@@ -229,39 +230,34 @@ pub fn fuzz(target: &Target, iters: usize, seed: u64, cap_bytes: usize) -> Repor
     Report { target: target.name, inputs: iters, accepted, panics, peak_bytes: peak, seconds: start.elapsed().as_secs_f64() }
 }
 
-/// Runs each reader: wraps a `Result`-returning reader so that only a panic is a failure.
-fn ok<T, E>(_: Result<T, E>) {}
-
-/// The ONNX reader: decode, import (constant folding included) and the `inspect` summary.
-pub fn read_onnx(b: &[u8]) {
-    if let Ok(g) = crate::onnx::from_bytes(b, None) {
-        let _ = crate::model::summarize(&g);
-    }
+/// The ONNX reader: decode, import (constant folding and checks included) and the `inspect` summary.
+pub fn read_onnx(b: &[u8]) -> bool {
+    crate::onnx::from_bytes(b, None).map(|g| crate::model::summarize(&g)).is_ok()
 }
 
 /// The PyTorch checkpoint reader (zip and legacy pickle formats).
-pub fn read_torch(b: &[u8]) {
-    ok(crate::torch::read_state_dict(b, Path::new("fuzz.pth")));
+pub fn read_torch(b: &[u8]) -> bool {
+    crate::torch::read_state_dict(b, Path::new("fuzz.pth")).is_ok()
 }
 
 /// The `.npy` reader.
-pub fn read_npy(b: &[u8]) {
-    ok(crate::data::npy::decode_f32(b));
+pub fn read_npy(b: &[u8]) -> bool {
+    crate::data::npy::decode_f32(b).is_ok()
 }
 
 /// The CIFAR-10 reader: open, then the first and last image and label.
-pub fn read_cifar(b: &[u8]) {
+pub fn read_cifar(b: &[u8]) -> bool {
     use crate::data::Dataset;
-    if let Ok(d) = crate::data::Cifar10::from_bytes(b.to_vec(), PathBuf::from("fuzz.bin"), crate::data::Preprocess::cifar10()) {
-        for i in [0, d.len().saturating_sub(1)] {
-            let _ = (d.label(i), d.image(i));
-        }
-    }
+    let Ok(d) = crate::data::Cifar10::from_bytes(b.to_vec(), PathBuf::from("fuzz.bin"), crate::data::Preprocess::cifar10()) else { return false };
+    [0, d.len().saturating_sub(1)].into_iter().all(|i| {
+        let _ = d.label(i);
+        d.image(i).is_ok()
+    })
 }
 
 /// The `labels.txt` parser.
-pub fn read_labels(b: &[u8]) {
-    ok(crate::data::parse_labels(&String::from_utf8_lossy(b)));
+pub fn read_labels(b: &[u8]) -> bool {
+    crate::data::parse_labels(&String::from_utf8_lossy(b)).is_ok()
 }
 
 /// Dictionary of `.npy` header tokens.
@@ -429,12 +425,14 @@ mod tests {
 
     #[test]
     fn a_panicking_reader_is_caught_and_reported() {
-        fn picky(b: &[u8]) {
+        fn picky(b: &[u8]) -> bool {
             assert!(b.len() != 3, "three bytes");
+            b.len() > 3
         }
         let t = Target { name: "picky", seeds: vec![vec![1, 2], vec![1, 2, 3, 4]], dict: &[], run: picky };
         let r = fuzz(&t, 500, 1, usize::MAX);
         assert_eq!(r.inputs, 500);
+        assert!(r.accepted > 0 && r.accepted + r.panics.len() < 500, "{} accepted", r.accepted);
         assert!(!r.panics.is_empty() && r.panics.iter().all(|f| f.input.len() == 3 && f.message == "three bytes"), "{:?}", r.panics.first());
     }
 }

@@ -30,9 +30,8 @@ pub fn bounded_product(dims: impl IntoIterator<Item = usize>, limit: usize) -> O
 
 /// `dims` as a tensor shape of at most [`MAX_TENSOR_ELEMENTS`] elements, or a message saying why not.
 pub fn tensor_size(dims: &[usize]) -> std::result::Result<usize, String> {
-    bounded_product(dims.iter().copied(), MAX_TENSOR_ELEMENTS).ok_or_else(|| {
-        format!("shape {dims:?} has more than {MAX_TENSOR_ELEMENTS} elements (zeroq's limit for one tensor, 4 GiB of float32)")
-    })
+    bounded_product(dims.iter().copied(), MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| format!("shape {dims:?} has more than {MAX_TENSOR_ELEMENTS} elements (zeroq's limit for one tensor, 4 GiB of float32)"))
 }
 
 /// Distillation settings, each named with its flag when it is out of range.
@@ -149,7 +148,12 @@ mod tests {
         let m = c(&mut g, "bn.mean", 0.0);
         let var = g.add_const("bn.var", HostTensor::f32(vec![2], var));
         let y = g.add_value("y");
-        g.nodes.push(Node { name: "bn1".into(), op: Op::BatchNormalization { epsilon: 1e-5 }, inputs: vec![Some(x), Some(s), Some(b), Some(m), Some(var)], outputs: vec![y] });
+        g.nodes.push(Node {
+            name: "bn1".into(),
+            op: Op::BatchNormalization { epsilon: 1e-5 },
+            inputs: vec![Some(x), Some(s), Some(b), Some(m), Some(var)],
+            outputs: vec![y],
+        });
         g.outputs.push(y);
         g
     }

@@ -17,7 +17,9 @@ pub fn attributes(op: &Op) -> R {
     };
     match op {
         Op::Conv(c) => window(c.strides, c.dilations, c.pads),
-        Op::MaxPool(Pool { strides, dilations, pads, .. }) | Op::AveragePool(Pool { strides, dilations, pads, .. }) => window(*strides, *dilations, *pads),
+        Op::MaxPool(Pool { strides, dilations, pads, .. }) | Op::AveragePool(Pool { strides, dilations, pads, .. }) => {
+            window(*strides, *dilations, *pads)
+        }
         Op::Pad { pads, .. } => pads_at_most(pads.iter().copied()),
         _ => Ok(()),
     }

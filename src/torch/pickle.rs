@@ -174,14 +174,20 @@ struct Unpickler<'a> {
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
-    /// Values a memo lookup may still copy, counted in nodes (see [`Unpickler::get_memo`]).
+    /// Values the memo may still copy (stores and lookups both copy), counted in nodes.
     copy_budget: usize,
 }
 
-/// A memo lookup copies its value; a pickle that stores a list and appends it to itself again and again
-/// doubles its size with every few bytes ("billion laughs"). A state_dict copies a few small tuples and
-/// strings per tensor; 2^24 nodes in all is far beyond that and bounds the memory.
-const MEMO_COPY_BUDGET: usize = 1 << 24;
+/// Memo stores and lookups copy their value; a pickle that stores a list and appends two copies of it to
+/// a new one again and again doubles its size with every few bytes ("billion laughs"). A state_dict
+/// copies a few small tuples and strings per tensor (tens of values, some 30,000 for ResNet50); 2^18
+/// values in all is well beyond that and bounds the memory to tens of MB.
+const MEMO_COPY_BUDGET: usize = 1 << 18;
+
+/// The weight of a copy of `v`, checked against what is left of the budget before the copy is made.
+fn copy_cost(v: &Value, budget: usize) -> R<usize> {
+    weight(v, budget).ok_or_else(|| "pickle copies values beyond any state_dict's needs (a memory bomb or a corrupted checkpoint)".to_string())
+}
 
 /// The number of values in `v`, counting nested ones, or `None` once it exceeds `limit`.
 fn weight(v: &Value, limit: usize) -> Option<usize> {
@@ -247,14 +253,16 @@ impl Unpickler<'_> {
         self.stack.last_mut().ok_or_else(|| "pickle stack underflow (corrupted checkpoint)".to_string())
     }
     fn push_memo(&mut self, idx: u32) -> R<()> {
-        let v = self.stack.last().cloned().ok_or("pickle memoizes an empty stack (corrupted checkpoint)")?;
+        let v = self.stack.last().ok_or("pickle memoizes an empty stack (corrupted checkpoint)")?;
+        self.copy_budget -= copy_cost(v, self.copy_budget)?;
+        let v = v.clone();
         self.memo.insert(idx, v);
         Ok(())
     }
+
     fn get_memo(&mut self, idx: u32) -> R<()> {
         let v = self.memo.get(&idx).ok_or_else(|| format!("pickle refers to memo entry {idx}, which was never stored (corrupted checkpoint)"))?;
-        let w = weight(v, self.copy_budget).ok_or("pickle copies its memo beyond any state_dict's needs (a decompression bomb or a corrupted checkpoint)")?;
-        self.copy_budget -= w;
+        self.copy_budget -= copy_cost(v, self.copy_budget)?;
         let v = v.clone();
         self.stack.push(v);
         Ok(())

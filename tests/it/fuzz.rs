@@ -86,7 +86,12 @@ pub fn torch_seeds() -> Vec<Vec<u8>> {
 
 pub fn npy_seeds() -> Vec<Vec<u8>> {
     use zeroq::data::npy::encode_f32;
-    vec![encode_f32(&[1.0, 2.0, 3.0, 4.0], &[4]), encode_f32(&common::lcg(6, 1), &[2, 3]), encode_f32(&common::lcg(12, 2), &[1, 3, 2, 2]), encode_f32(&[0.5], &[])]
+    vec![
+        encode_f32(&[1.0, 2.0, 3.0, 4.0], &[4]),
+        encode_f32(&common::lcg(6, 1), &[2, 3]),
+        encode_f32(&common::lcg(12, 2), &[1, 3, 2, 2]),
+        encode_f32(&[0.5], &[]),
+    ]
 }
 
 pub fn cifar_seeds() -> Vec<Vec<u8>> {
@@ -159,8 +164,9 @@ fn fuzz_regressions_do_not_panic() {
         let Some((target, _)) = name.split_once('-') else { continue };
         let t = targets.iter().find(|t| t.name == target).unwrap_or_else(|| panic!("{name}: no fuzz target '{target}'"));
         let input = std::fs::read(&p).unwrap();
-        let r = std::panic::catch_unwind(|| (t.run)(&input));
+        let (r, peak) = fuzz::measure(CAP_BYTES, || std::panic::catch_unwind(|| (t.run)(&input)));
         assert!(r.is_ok(), "{name} panics again");
+        assert!(peak <= PEAK_BYTES, "{name}: {peak} bytes at the peak");
         n += 1;
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());

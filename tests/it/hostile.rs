@@ -31,7 +31,8 @@ fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
 /// x → Conv(w, 2 output channels, 1x1) → BatchNormalization → y, with the given weight and variance.
 fn conv_bn(weight: TensorProto, var: Vec<f32>, chw: [i64; 3]) -> Vec<u8> {
     let nodes = vec![node("conv1", "Conv", &["x", "w"], &["c"]), node("bn1", "BatchNormalization", &["c", "g", "b", "m", "v"], &["y"])];
-    let init = vec![weight, floats("g", &[2], vec![1.0; 2]), floats("b", &[2], vec![0.0; 2]), floats("m", &[2], vec![0.0; 2]), floats("v", &[2], var)];
+    let init =
+        vec![weight, floats("g", &[2], vec![1.0; 2]), floats("b", &[2], vec![0.0; 2]), floats("m", &[2], vec![0.0; 2]), floats("v", &[2], var)];
     common::tiny_onnx("conv_bn", nodes, init, chw, "y")
 }
 
