@@ -18,23 +18,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A deterministic generator (SplitMix64): the fuzzer needs no RNG dependency and replays exactly.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+use crate::distill::init::SplitMix64;
+
+/// A deterministic generator (the distillation's SplitMix64): the fuzzer needs no RNG dependency and
+/// replays exactly.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).
@@ -333,25 +331,11 @@ pub struct TrackingAlloc;
 // thread-local cells (no allocation, no destructor), so it cannot recurse into the allocator.
 unsafe impl GlobalAlloc for TrackingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !admit(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            track(layout.size() as isize);
-        }
-        p
+        counted(layout.size(), || unsafe { System.alloc(layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !admit(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            track(layout.size() as isize);
-        }
-        p
+        counted(layout.size(), || unsafe { System.alloc_zeroed(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -371,6 +355,18 @@ unsafe impl GlobalAlloc for TrackingAlloc {
     }
 }
 
+/// A fresh allocation of `size` bytes by `f`, if admitted, counted when it succeeds.
+fn counted(size: usize, f: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if !admit(size) {
+        return std::ptr::null_mut();
+    }
+    let p = f();
+    if !p.is_null() {
+        track(size as isize);
+    }
+    p
+}
+
 fn track(delta: isize) {
     let _ = LIVE.try_with(|l| {
         let v = l.get() + delta;
@@ -388,7 +384,7 @@ fn admit(size: usize) -> bool {
     use std::io::Write;
     let mut buf = [0u8; 160];
     let mut cur = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cur, "zeroq fuzz: one allocation of {size} bytes exceeds the cap of {cap} bytes: an unbounded allocation\n");
+    let _ = writeln!(cur, "zeroq fuzz: one allocation of {size} bytes exceeds the cap of {cap} bytes: an unbounded allocation");
     let n = cur.position() as usize;
     let _ = std::io::stderr().write_all(&buf[..n]);
     false

@@ -244,13 +244,17 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
             Ok(vec![Value::from_host(&t, &super::device::inference()).map_err(|e| e.to_string())?])
         }
         Op::Range => {
-            let (s, l, d) = (int_values(x(0)?)?, int_values(x(1)?)?, int_values(x(2)?)?);
-            let (s, l, d) = (s[0], l[0], d[0]);
+            let scalar = |i: usize, what: &str| -> R<i64> { int_values(x(i)?)?.first().copied().ok_or_else(|| inv(format!("{what} is empty; it must hold one value"))) };
+            let (s, l, d) = (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
             if d == 0 {
                 return Err(inv("delta must not be 0"));
             }
-            let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
-            let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
+            let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0);
+            if n > crate::validate::MAX_TENSOR_ELEMENTS as f64 {
+                return Err(inv(format!("Range({s}, {l}, {d}) has more than {} elements", crate::validate::MAX_TENSOR_ELEMENTS)));
+            }
+            let n = n as usize;
+            let v: Vec<i64> = (0..n as i64).map(|i| s.wrapping_add(i.wrapping_mul(d))).collect();
             Ok(vec![Value::I(HostTensor::i64(vec![n], v))])
         }
         Op::FakeQuant(q) => one(fake_quant(f(0)?, q)?),

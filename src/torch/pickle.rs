@@ -194,8 +194,8 @@ fn weight(v: &Value, limit: usize) -> Option<usize> {
     let children: &mut dyn Iterator<Item = &Value> = match v {
         Value::Tuple(x) | Value::List(x) => &mut x.iter(),
         Value::Dict(d) => &mut d.iter().flat_map(|(k, v)| [k, v]),
-        Value::Str(s) => return (s.len() / 16 + 1 <= limit).then_some(s.len() / 16 + 1),
-        Value::Bytes(b) => return (b.len() / 16 + 1 <= limit).then_some(b.len() / 16 + 1),
+        Value::Str(s) => return (s.len() / 16 < limit).then_some(s.len() / 16 + 1),
+        Value::Bytes(b) => return (b.len() / 16 < limit).then_some(b.len() / 16 + 1),
         _ => return (limit >= 1).then_some(1),
     };
     let mut n = 1usize;

@@ -54,14 +54,19 @@ fn only_inputs(dir: &Path, inputs: &[&str]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// `zeroq distill` of the model `bytes` saved as `name`: its error, after checking nothing was written.
+fn distill_refuses(name: &str, bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let m = put(dir.path(), name, bytes);
+    let err = fails(&["distill", &m, "-o", &s(&dir.path().join("d.npy")), "--iters", "1"]);
+    only_inputs(dir.path(), &[name]);
+    err
+}
+
 #[test]
 fn huge_declared_input_is_refused_before_allocating() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = put(dir.path(), "huge.onnx", &conv_bn(clean_weight(), vec![1.0; 2], [3, 1_000_000, 1_000_000]));
-    let out = s(&dir.path().join("d.npy"));
-    let err = fails(&["distill", &m, "-o", &out, "--iters", "1"]);
+    let err = distill_refuses("huge.onnx", &conv_bn(clean_weight(), vec![1.0; 2], [3, 1_000_000, 1_000_000]));
     assert!(err.contains("huge.onnx") && err.contains("input 'x'") && err.contains("1000000") && err.contains("values per sample"), "{err}");
-    only_inputs(dir.path(), &["huge.onnx"]);
 }
 
 #[test]
@@ -156,12 +161,8 @@ fn inf_or_nan_conv_weight_is_refused_by_quantize_naming_the_tensor() {
 
 #[test]
 fn negative_bn_variance_is_refused_by_distill_naming_the_tensor() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = put(dir.path(), "negvar.onnx", &conv_bn(clean_weight(), vec![1.0, -0.5], [3, 8, 8]));
-    let out = s(&dir.path().join("d.npy"));
-    let err = fails(&["distill", &m, "-o", &out, "--iters", "1"]);
+    let err = distill_refuses("negvar.onnx", &conv_bn(clean_weight(), vec![1.0, -0.5], [3, 8, 8]));
     assert!(err.contains("'v'") && err.contains("running variance") && err.contains("-0.5") && err.contains("bn1") && !err.contains("--lr"), "{err}");
-    only_inputs(dir.path(), &["negvar.onnx"]);
 }
 
 #[test]
@@ -174,12 +175,8 @@ fn zero_sized_conv_weight_is_blamed_on_the_conv() {
 
 #[test]
 fn zero_sized_input_dimension_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = put(dir.path(), "zero.onnx", &conv_bn(clean_weight(), vec![1.0; 2], [3, 0, 8]));
-    let out = s(&dir.path().join("d.npy"));
-    let err = fails(&["distill", &m, "-o", &out, "--iters", "1"]);
+    let err = distill_refuses("zero.onnx", &conv_bn(clean_weight(), vec![1.0; 2], [3, 0, 8]));
     assert!(err.contains("input 'x'") && err.contains("axis 2") && err.contains("as 0"), "{err}");
-    only_inputs(dir.path(), &["zero.onnx"]);
 }
 
 #[test]
