@@ -24,7 +24,7 @@ impl Cifar10 {
 
     /// The same checks on a file already in memory; `path` names it in errors.
     pub fn from_bytes(bytes: Vec<u8>, path: PathBuf, preprocess: Preprocess) -> Result<Self> {
-        if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
             return Err(Error::data(
                 &path,
                 format!("{} bytes is not a whole number of CIFAR-10 records ({RECORD} bytes each); the file is truncated or not CIFAR-10 binary", bytes.len()),
