@@ -10,12 +10,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// The OS error is part of the message and deliberately not a `#[source]`: `{:#}` would print it a
+    /// second time (`No such file or directory (os error 2): No such file or directory (os error 2)`).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// The file is not a valid ONNX model.
@@ -93,7 +96,7 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), error: source }
     }
 
     /// An [`Error::Data`] for `path`.

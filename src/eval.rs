@@ -54,13 +54,21 @@ pub fn evaluate(
         let xt = Tensor::<4>::from_data(TensorData::new(x, shape), plan.device());
         let y = plan.forward(xt)?;
         let dims = y.dims();
-        if dims.len() != 2 || dims[0] != chunk.len() {
+        if dims.len() != 2 || dims[0] != chunk.len() || dims[1] == 0 {
             return Err(Error::Invalid(format!("the model's output has shape {dims:?}; evaluation needs [batch, classes] logits")));
         }
         classes = dims[1];
         let logits = y.to_host()?.to_f32_vec();
         for (row, &i) in logits.chunks(classes).zip(chunk) {
             let label = data.label(i) as usize;
+            if label >= classes {
+                return Err(Error::Invalid(format!(
+                    "{}: {} has label {label}, but the model has {classes} classes (0-{}): fix the labels or evaluate with the matching model",
+                    data.describe(),
+                    data.item_name(i),
+                    classes.saturating_sub(1)
+                )));
+            }
             let ranked = rank_desc(row);
             predictions.push(ranked[0] as u32);
             top1 += usize::from(ranked[0] == label);

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fuzz;
 pub mod ir;
 pub mod model;
 pub mod onnx;
@@ -37,6 +38,7 @@ pub mod report;
 pub mod sensitivity;
 pub mod source;
 pub mod torch;
+pub mod validate;
 pub mod zoo;
 
 pub use error::{Error, Result};

@@ -96,7 +96,9 @@ impl Arch {
 
     /// Reads the checkpoint at `weights` and builds the graph.
     pub fn load(self, weights: &Path) -> Result<Graph> {
-        self.build(&crate::torch::load_state_dict(weights)?)
+        let g = self.build(&crate::torch::load_state_dict(weights)?)?;
+        crate::validate::check_graph(&g).map_err(|e| crate::Error::Checkpoint { path: weights.to_path_buf(), reason: e.to_string() })?;
+        Ok(g)
     }
 }
 

@@ -25,6 +25,11 @@ pub fn load_or_distill(g: &Graph, path: Option<&Path>, pre: &PreprocessArgs, see
         if s.len() != 4 || s[1..] != [c, h, w] || s[0] == 0 {
             bail!("{}: distilled data has shape {s:?}, the model needs [N, {c}, {h}, {w}] with N ≥ 1", p.display());
         }
+        // A NaN or Inf pixel would poison every activation range and sensitivity computed from it.
+        if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+            let per = c * h * w;
+            bail!("{}: value {} at index {k} (image {}): distilled data must be finite; distil it again with zeroq distill", p.display(), data[k], k / per);
+        }
         return Ok(Distilled { data, shape: [s[0], c, h, w], source: format!("distilled:{}", p.display()) });
     }
     zeroq::model::require_batch_norm(g, why)?;

@@ -51,6 +51,7 @@ struct EvalJson<'a> {
 
 pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    super::ensure_limit(a.limit)?;
     let g = a.model.load()?;
     let mut pre = a.pre.resolve(&g)?;
     if a.resize.is_some() {

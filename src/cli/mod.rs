@@ -60,8 +60,15 @@ pub enum Command {
     ExportOnnx(export_onnx::ExportOnnxArgs),
 }
 
+/// `--limit 0` would select no image (and once meant "all of them"): refused, naming what to give instead.
+pub fn ensure_limit(limit: Option<usize>) -> anyhow::Result<()> {
+    anyhow::ensure!(limit != Some(0), "--limit 0 evaluates no image: give N ≥ 1, or leave --limit out to evaluate every image");
+    Ok(())
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    anyhow::ensure!(cli.threads != Some(0), "--threads 0 gives no thread to run on: give N ≥ 1, or leave --threads out to use every core");
     zeroq::engine::device::set_threads(cli.threads);
     let out = Output::new(cli.quiet, cli.json);
     match cli.command {

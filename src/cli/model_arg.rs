@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use zeroq::arch::Arch;
 use zeroq::ir::Graph;
@@ -39,7 +38,17 @@ impl ModelArgs {
     /// Loads the graph, with the model named in the error.
     pub fn load(&self) -> anyhow::Result<Graph> {
         let src = self.source()?;
-        src.load(&mut |m| eprintln!("{m}")).with_context(|| format!("loading {}", src.describe()))
+        let what = src.describe();
+        // Name the model once: most load errors (a bad file, a missing one) already start with its path.
+        src.load(&mut |m| eprintln!("{m}")).map_err(|e| {
+            let named = e.to_string().contains(&what);
+            let e = anyhow::Error::new(e);
+            if named {
+                e
+            } else {
+                e.context(format!("loading {what}"))
+            }
+        })
     }
 
     /// A short name for titles: the file name, or the zoo/architecture name.

@@ -101,6 +101,7 @@ struct MixedPrecision {
 
 pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     // Validate the request before any long work.
+    super::ensure_limit(a.limit)?;
     let mut cfg = a.quant.config(vec![a.wbits])?;
     let abits = cfg.abits;
     let budget = a.mixed.budget()?;

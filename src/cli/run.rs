@@ -107,6 +107,7 @@ impl Progress for StageProgress<'_> {
 
 pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     // Everything that can be refused is refused before any long work.
+    super::ensure_limit(a.limit)?;
     let wbits = match (a.wbits, a.mixed.budget()?) {
         (_, Some(b)) => WeightBits::Mixed(b),
         (w, None) => WeightBits::Uniform(w.unwrap_or(8)),

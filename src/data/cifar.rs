@@ -19,7 +19,12 @@ impl Cifar10 {
     pub fn open(path: impl AsRef<Path>, preprocess: Preprocess) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        Self::from_bytes(bytes, path, preprocess)
+    }
+
+    /// The same checks on a file already in memory; `path` names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, path: PathBuf, preprocess: Preprocess) -> Result<Self> {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
             return Err(Error::data(
                 &path,
                 format!("{} bytes is not a whole number of CIFAR-10 records ({RECORD} bytes each); the file is truncated or not CIFAR-10 binary", bytes.len()),

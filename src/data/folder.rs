@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Dataset, Preprocess};
 use crate::error::{Error, Result};
+use crate::validate::MAX_IMAGE_PIXELS;
 
 /// Images listed in `DIR/labels.txt`, decoded on demand.
 pub struct ImageFolder {
@@ -19,26 +20,12 @@ impl ImageFolder {
         let labels = dir.join("labels.txt");
         let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
         let mut items = Vec::new();
-        for (ln, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (name, label) = line
-                .rsplit_once(char::is_whitespace)
-                .ok_or_else(|| Error::data(&labels, format!("line {}: expected '<file name> <class index>', got '{line}'", ln + 1)))?;
-            let label: u32 = label
-                .trim()
-                .parse()
-                .map_err(|_| Error::data(&labels, format!("line {}: class index '{label}' is not a non-negative integer", ln + 1)))?;
-            let path = dir.join(name.trim());
+        for (ln, name, label) in parse_labels(&text).map_err(|e| Error::data(&labels, e))? {
+            let path = dir.join(name);
             if !path.is_file() {
-                return Err(Error::data(&labels, format!("line {}: image '{}' does not exist", ln + 1, path.display())));
+                return Err(Error::data(&labels, format!("line {ln}: image '{}' does not exist", path.display())));
             }
             items.push((path, label));
-        }
-        if items.is_empty() {
-            return Err(Error::data(&labels, "lists no images"));
         }
         Ok(Self { dir, items, preprocess })
     }
@@ -61,7 +48,7 @@ impl Dataset for ImageFolder {
 
     fn image(&self, i: usize) -> Result<Vec<f32>> {
         let path = &self.items[i].0;
-        let img = image::open(path).map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
+        let img = decode_bounded(path)?;
         let (w, h) = img.dimensions();
         let (x, oh, ow) = self.preprocess.apply(img.as_raw(), h as usize, w as usize);
         let [_, eh, ew] = self.image_shape();
@@ -74,4 +61,39 @@ impl Dataset for ImageFolder {
     fn describe(&self) -> String {
         format!("folder:{}", self.dir.display())
     }
+
+    fn item_name(&self, i: usize) -> String {
+        self.items.get(i).map_or_else(|| format!("image {i}"), |(p, _)| p.display().to_string())
+    }
+}
+
+/// Parses a `labels.txt`: `(line number, file name, class index)` per listed image, blank lines and
+/// `#` comments skipped; at least one image.
+pub fn parse_labels(text: &str) -> std::result::Result<Vec<(usize, &str, u32)>, String> {
+    let mut items = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, label) = line.rsplit_once(char::is_whitespace).ok_or_else(|| format!("line {}: expected '<file name> <class index>', got '{line}'", ln + 1))?;
+        let label: u32 = label.trim().parse().map_err(|_| format!("line {}: class index '{label}' is not a non-negative integer", ln + 1))?;
+        items.push((ln + 1, name.trim(), label));
+    }
+    if items.is_empty() {
+        return Err("lists no images".into());
+    }
+    Ok(items)
+}
+
+/// Decodes an image after checking the size its header declares against [`MAX_IMAGE_PIXELS`], so a
+/// tiny file claiming 100000 x 100000 pixels is refused before its pixels are allocated.
+fn decode_bounded(path: &Path) -> Result<image::RgbImage> {
+    let cannot = |e: &dyn std::fmt::Display| Error::data(path, format!("cannot decode image: {e}"));
+    let reader = || image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| Error::io(path, e));
+    let (w, h) = reader()?.into_dimensions().map_err(|e| cannot(&e))?;
+    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(Error::data(path, format!("image of {w}x{h} pixels is larger than zeroq's limit of {MAX_IMAGE_PIXELS} pixels; downscale it first")));
+    }
+    Ok(reader()?.decode().map_err(|e| cannot(&e))?.to_rgb8())
 }

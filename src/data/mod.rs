@@ -8,7 +8,7 @@ mod preprocess;
 use std::path::Path;
 
 pub use cifar::Cifar10;
-pub use folder::ImageFolder;
+pub use folder::{parse_labels, ImageFolder};
 pub use preprocess::{resize_bilinear, Preprocess};
 
 use crate::error::{Error, Result};
@@ -29,6 +29,10 @@ pub trait Dataset: Send + Sync {
     fn image(&self, i: usize) -> Result<Vec<f32>>;
     /// `kind:path`, for reports.
     fn describe(&self) -> String;
+    /// Image `i` as named in messages (its file, for an image folder).
+    fn item_name(&self, i: usize) -> String {
+        format!("record {i}")
+    }
 }
 
 /// Opens `cifar10:PATH` or `folder:DIR`.
@@ -62,8 +66,21 @@ pub fn load_batch(data: &dyn Dataset, idx: &[usize]) -> Result<(Vec<f32>, [usize
         let side = ((per / c.max(1)) as f64).sqrt() as usize;
         (h, w) = (side, side);
     }
-    if imgs.iter().any(|v| v.len() != per) || per != c * h * w {
-        return Err(Error::Invalid(format!("{}: images differ in size after preprocessing; set --resize/--crop", data.describe())));
+    if let Some(k) = imgs.iter().position(|v| v.len() != per) {
+        return Err(Error::Invalid(format!(
+            "{}: {} has {} values after preprocessing where {} has {per}: the images differ in size; set --resize and --crop",
+            data.describe(),
+            data.item_name(idx[k]),
+            imgs[k].len(),
+            data.item_name(idx[0])
+        )));
+    }
+    if per != c * h * w {
+        return Err(Error::Invalid(format!(
+            "{}: {} has {per} values after preprocessing, not a square {c}-channel image; set --resize and --crop",
+            data.describe(),
+            data.item_name(idx[0])
+        )));
     }
     Ok((imgs.concat(), [idx.len(), c, h, w]))
 }
@@ -74,7 +91,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    // Errors name the output the user asked for, never the temporary file (an implementation detail).
+    if !dir.is_dir() {
+        return Err(Error::Invalid(format!("cannot write {}: the folder {} does not exist; create it first", path.display(), dir.display())));
+    }
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)

@@ -35,16 +35,17 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
     decode_f32(&bytes).map_err(|r| Error::data(path, r))
 }
 
-fn decode_f32(bytes: &[u8]) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
+/// Decodes a float32 `.npy` held in memory (what [`read_f32`] does after reading the file).
+pub fn decode_f32(bytes: &[u8]) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
     let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or("truncated header")?).map_err(|_| "header is not text")?;
+    let header = std::str::from_utf8(bytes.get(start..start.saturating_add(hlen)).ok_or("truncated header")?).map_err(|_| "header is not text")?;
     if !header.contains("'descr': '<f4'") {
         return Err(format!("expected float32 little-endian data ('<f4'), header is {}", header.trim()));
     }
@@ -59,7 +60,8 @@ fn decode_f32(bytes: &[u8]) -> std::result::Result<(Vec<f32>, Vec<usize>), Strin
         .filter(|t| !t.is_empty())
         .map(|t| t.parse::<usize>().map_err(|_| format!("bad dimension '{t}'")))
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    // The header's shape is checked against the limit before the body is trusted to match it.
+    let n = crate::validate::tensor_size(&shape)?;
     let body = &bytes[start + hlen..];
     if body.len() != n * 4 {
         return Err(format!("holds {} bytes of data for shape {shape:?} ({} expected): truncated", body.len(), n * 4));

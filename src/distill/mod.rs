@@ -136,25 +136,11 @@ impl DistillConfig {
         Self { loss: StatLoss::ZeroQ, early_stop: None, domain: None, plateau: (0.1, 100, 1e-4), ..Self::default() }
     }
 
-    /// Checks the settings, naming the one that is wrong.
+    /// Checks the settings, naming the flag that is wrong.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str, v: String| Err(Error::Invalid(format!("distillation: {what} must be at least 1, got {v}")));
-        if self.batch == 0 {
-            return bad("the batch size (--batch)", self.batch.to_string());
-        }
-        if self.batches == 0 {
-            return bad("the number of batches (--batches)", self.batches.to_string());
-        }
-        if self.iters == 0 {
-            return bad("the number of iterations (--iters)", self.iters.to_string());
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::Invalid(format!("distillation: the learning rate (--lr) must be a positive number, got {}", self.lr)));
-        }
-        if let Some(e) = self.early_stop {
-            if e.every == 0 {
-                return bad("the early-stop check interval", "0".into());
-            }
+        crate::validate::distill_settings(self.batch, self.batches, self.iters, self.lr)?;
+        if self.early_stop.is_some_and(|e| e.every == 0) {
+            return Err(Error::Invalid("distillation: the early-stop check interval is 0; it must be at least 1".into()));
         }
         Ok(())
     }
@@ -202,7 +188,7 @@ pub fn input_chw(g: &Graph) -> Result<[usize; 3]> {
     let id = *g.inputs.first().ok_or_else(|| Error::Invalid("the model has no input".into()))?;
     let dims = g.values[id].shape.as_ref();
     match dims.map(|d| d.as_slice()) {
-        Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => Ok([*c, *h, *w]),
+        Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => crate::validate::nonzero_chw(g.name(id), [*c, *h, *w]),
         _ => Err(Error::Invalid(format!(
             "input '{}' must be declared as [N, C, H, W] with fixed C, H, W to distil data for it",
             g.name(id)
@@ -215,6 +201,7 @@ pub fn distill(graph: &Graph, cfg: &DistillConfig, progress: Progress) -> Result
     cfg.validate()?;
     let sites = crate::model::require_batch_norm(graph, "distillation")?;
     let [c, h, w] = input_chw(graph)?;
+    crate::validate::batch_size(&[cfg.batches, cfg.batch, c, h, w])?;
     let domain = cfg.domain.clone().unwrap_or_else(|| InputDomain::standard(c));
     domain.check(c)?;
     let taps: Vec<usize> = sites.iter().map(|s| s.input).collect();

@@ -128,7 +128,8 @@ impl Plan {
         g.outputs
             .iter()
             .map(|&o| {
-                env[o].take().or_else(|| self.consts.get(&o).cloned()).ok_or_else(|| Error::Invalid(format!("output '{}' was never computed", g.name(o))))
+                // Cloned, not taken: a graph may list the same tensor twice as an output (valid ONNX).
+                env[o].clone().or_else(|| self.consts.get(&o).cloned()).ok_or_else(|| Error::Invalid(format!("output '{}' was never computed", g.name(o))))
             })
             .collect()
     }

@@ -79,7 +79,7 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
         Op::Sigmoid => one(dyn_map!(f(0)?, t => activation::sigmoid(t))),
         Op::Add | Op::Sub | Op::Mul | Op::Div => binary(op, x(0)?, x(1)?).map(|v| vec![v]),
         Op::Concat { axis } => concat(inputs, *axis),
-        Op::Split { axis, sizes } => split(&f(0)?, *axis, sizes.as_deref(), inputs.len().max(1)),
+        Op::Split { axis, sizes, parts } => split(&f(0)?, *axis, sizes.as_deref(), (*parts).max(1)),
         Op::Slice { starts, ends, axes, steps } => slice(x(0)?, starts, ends, axes, steps).map(|v| vec![v]),
         Op::Reshape { allowzero } => {
             let target = int_values(x(1)?)?;
@@ -88,7 +88,8 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
         }
         Op::Flatten { axis } => {
             let s = x(0)?.shape();
-            let a = norm_axis(*axis, s.len() + 1)?;
+            // axis is in [-r, r]: a negative one counts from the rank, not from r + 1.
+            let a = if *axis < 0 { norm_axis(*axis, s.len())? } else { norm_axis(*axis, s.len() + 1)? };
             let shape = vec![s[..a].iter().product(), s[a..].iter().product()];
             reshape_value(x(0)?, &shape).map(|v| vec![v])
         }
@@ -243,13 +244,17 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
             Ok(vec![Value::from_host(&t, &super::device::inference()).map_err(|e| e.to_string())?])
         }
         Op::Range => {
-            let (s, l, d) = (int_values(x(0)?)?, int_values(x(1)?)?, int_values(x(2)?)?);
-            let (s, l, d) = (s[0], l[0], d[0]);
+            let scalar = |i: usize, what: &str| -> R<i64> { int_values(x(i)?)?.first().copied().ok_or_else(|| inv(format!("{what} is empty; it must hold one value"))) };
+            let (s, l, d) = (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
             if d == 0 {
                 return Err(inv("delta must not be 0"));
             }
-            let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
-            let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
+            let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0);
+            if n > crate::validate::MAX_TENSOR_ELEMENTS as f64 {
+                return Err(inv(format!("Range({s}, {l}, {d}) has more than {} elements", crate::validate::MAX_TENSOR_ELEMENTS)));
+            }
+            let n = n as usize;
+            let v: Vec<i64> = (0..n as i64).map(|i| s.wrapping_add(i.wrapping_mul(d))).collect();
             Ok(vec![Value::I(HostTensor::i64(vec![n], v))])
         }
         Op::FakeQuant(q) => one(fake_quant(f(0)?, q)?),
@@ -512,11 +517,13 @@ fn binary(op: &Op, a: &Value, b: &Value) -> R<Value> {
                 .map(|i| {
                     let (p, q) = (xv[i % xv.len()], yv[i % yv.len()]);
                     match op {
-                        Op::Add => Ok(p + q),
-                        Op::Sub => Ok(p - q),
-                        Op::Mul => Ok(p * q),
+                        // Wrapping as int64 does (no panic on a file's extreme values); Div truncates
+                        // toward zero as ONNX (and C) integer division does.
+                        Op::Add => Ok(p.wrapping_add(q)),
+                        Op::Sub => Ok(p.wrapping_sub(q)),
+                        Op::Mul => Ok(p.wrapping_mul(q)),
                         _ if q == 0 => Err(inv("integer division by zero")),
-                        _ => Ok(p.div_euclid(q)),
+                        _ => Ok(p.wrapping_div(q)),
                     }
                 })
                 .collect::<R<Vec<i64>>>()?;

@@ -77,8 +77,24 @@ impl DynTensor {
         if shape.len() > MAX_RANK {
             return Err(Error::Invalid(format!("tensor of rank {} exceeds the engine's maximum rank {MAX_RANK}", shape.len())));
         }
+        if shape.contains(&0) {
+            return Ok(Self::empty(shape, device));
+        }
         let flat = Tensor::<1>::from_data(TensorData::new(data, [shape.iter().product::<usize>()]), device);
         Ok(reshape_to!(flat, shape))
+    }
+
+    /// A tensor with no elements. burn's `reshape` reads a 0 in the target as "keep this dimension", so
+    /// a shape with a 0 axis is built directly instead of reshaped to.
+    fn empty(d: &[usize], device: &Device) -> Self {
+        match d.len() {
+            0 | 1 => DynTensor::R1(Tensor::zeros([d.iter().product::<usize>()], device)),
+            2 => DynTensor::R2(Tensor::zeros([d[0], d[1]], device)),
+            3 => DynTensor::R3(Tensor::zeros([d[0], d[1], d[2]], device)),
+            4 => DynTensor::R4(Tensor::zeros([d[0], d[1], d[2], d[3]], device)),
+            5 => DynTensor::R5(Tensor::zeros([d[0], d[1], d[2], d[3], d[4]], device)),
+            _ => DynTensor::R6(Tensor::zeros([d[0], d[1], d[2], d[3], d[4], d[5]], device)),
+        }
     }
 
     /// Dimensions (a rank-1 tensor stands for a scalar only where the op semantics say so).
@@ -103,6 +119,9 @@ impl DynTensor {
         }
         if dims.iter().product::<usize>() != self.numel() {
             return Err(Error::Invalid(format!("cannot reshape {:?} ({} elements) to {dims:?}", self.dims(), self.numel())));
+        }
+        if dims.contains(&0) {
+            return Ok(Self::empty(dims, &self.device()));
         }
         Ok(dyn_with!(self, t => reshape_to!(t, dims)))
     }

@@ -143,7 +143,7 @@ pub(crate) fn node_proto(g: &Graph, n: &Node, em: &mut Emitter) -> Result<()> {
         }
         Op::HardSigmoid { alpha, beta } => attribute = vec![attr_f("alpha", *alpha), attr_f("beta", *beta)],
         Op::Concat { axis } => attribute.push(attr_i("axis", *axis)),
-        Op::Split { axis, sizes } => {
+        Op::Split { axis, sizes, .. } => {
             attribute.push(attr_i("axis", *axis));
             input.truncate(1);
             if let Some(s) = sizes {

@@ -90,8 +90,8 @@ pub enum Op {
     Mul,
     Div,
     Concat { axis: i64 },
-    /// Split into `sizes` along `axis` (equal parts when `sizes` is None).
-    Split { axis: i64, sizes: Option<Vec<usize>> },
+    /// Split into `sizes` along `axis`, or into `parts` equal parts (the node's outputs) when `sizes` is None.
+    Split { axis: i64, sizes: Option<Vec<usize>>, parts: usize },
     /// Starts/ends/axes/steps as in ONNX (negative values count from the end).
     Slice { starts: Vec<i64>, ends: Vec<i64>, axes: Vec<i64>, steps: Vec<i64> },
     /// Target shape is input 1 (possibly computed at run time from `Shape`).

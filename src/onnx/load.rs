@@ -49,6 +49,7 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
         let id = g.add_const(t.name.clone(), h);
         ids.insert(t.name.clone(), id);
     }
+    let initializers: std::collections::HashSet<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
 
     // Phase 2: graph inputs (older exporters list initializers among the inputs too; skip those).
     for vi in &gp.input {
@@ -77,13 +78,24 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
                 inputs.push(Some(id));
             }
         }
+        // A tensor has one definition (ONNX is SSA; ONNX Runtime refuses "Duplicate definition"): a second
+        // one would silently shadow the first for every later reader.
+        if let Some(o) = np.output.iter().find(|o| !o.is_empty() && (ids.contains_key(o.as_str()) || initializers.contains(o.as_str()))) {
+            return Err(Error::node(
+                &name,
+                &np.op_type,
+                format!("output '{o}' is already defined by an earlier node, initializer or graph input; every tensor must have exactly one definition (rename one of them)"),
+            ));
+        }
         let consts: Vec<Option<&HostTensor>> = inputs.iter().map(|i| i.and_then(|i| g.constant(i))).collect();
         let present: Vec<bool> = inputs.iter().map(Option::is_some).collect();
         let input_types = np.input.iter().map(|i| init_types.get(i.as_str()).copied()).collect();
         let ctx = BuildCtx { node: &np, attrs: Attrs::new(&np), opset, consts: consts.clone(), present, input_types };
         let op = build(&ctx)?;
+        super::check::attributes(&op).map_err(|e| Error::node(&name, &np.op_type, e))?;
         let all_const = inputs.iter().zip(&consts).all(|(i, c)| i.is_none() || c.is_some());
         if all_const {
+            super::check::folded_size(&op, &consts).map_err(|e| Error::node(&name, &np.op_type, e))?;
             let outs = eval_on_host(&op, &consts).map_err(|e| Error::node(&name, &np.op_type, e))?;
             for (o, t) in np.output.iter().zip(outs) {
                 let id = g.add_const(o.clone(), t);
@@ -119,6 +131,7 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
     // Phase 5: clean-up.
     passes::remove_identities(&mut g);
     passes::remove_dead_nodes(&mut g);
+    crate::validate::check_graph(&g)?;
     Ok(g)
 }
 
@@ -129,7 +142,8 @@ fn declared_shape(vi: &ValueInfoProto) -> Option<Vec<Dim>> {
             .dim
             .iter()
             .map(|d| match (d.dim_value, &d.dim_param) {
-                (Some(v), _) if v > 0 => Dim::Fixed(v as usize),
+                // 0 stays a fixed 0 (checked and refused by name), not "unknown".
+                (Some(v), _) if v >= 0 => Dim::Fixed(v as usize),
                 (_, Some(p)) => Dim::Dynamic(p.clone()),
                 _ => Dim::Dynamic(String::new()),
             })
@@ -144,7 +158,7 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Hos
         return Err(bad(format!("negative dimension in {:?}", t.dims)));
     }
     let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    let n: usize = shape.iter().product();
+    let n = crate::validate::tensor_size(&shape).map_err(bad)?;
     let external;
     let raw: &[u8] = if t.data_location == DATA_LOCATION_EXTERNAL {
         external = read_external(t, base_dir).map_err(bad)?;

@@ -1,6 +1,7 @@
 //! ONNX import (and, for export, the protobuf types): protobuf via `prost`, attributes, the op table.
 
 mod attrs;
+mod check;
 mod load;
 pub(crate) mod ops;
 pub mod proto;

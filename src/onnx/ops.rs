@@ -130,7 +130,8 @@ pub fn build(ctx: &BuildCtx) -> Result<Op> {
                 None => a.ints("split")?,
             };
             let sizes = sizes.map(|v| v.into_iter().map(|x| x.max(0) as usize).collect());
-            Op::Split { axis: a.int("axis", 0)?, sizes }
+            let parts = n.output.iter().filter(|o| !o.is_empty()).count();
+            Op::Split { axis: a.int("axis", 0)?, sizes, parts }
         }
         "Slice" => {
             if ctx.opset >= 10 {
@@ -173,7 +174,13 @@ pub fn build(ctx: &BuildCtx) -> Result<Op> {
             }
             Op::MaxPool(ctx.pool()?)
         }
-        "AveragePool" => Op::AveragePool(ctx.pool()?),
+        "AveragePool" => {
+            let p = ctx.pool()?;
+            if p.dilations != [1, 1] {
+                return Err(ctx.err(format!("AveragePool with dilations {:?} is not supported (only 1, 1)", p.dilations)));
+            }
+            Op::AveragePool(p)
+        }
         "GlobalAveragePool" => Op::GlobalAveragePool,
         "ReduceMean" => {
             let axes = if ctx.opset >= 18 { ctx.const_ints(1, "axes")? } else { a.ints("axes")? };
@@ -187,7 +194,18 @@ pub fn build(ctx: &BuildCtx) -> Result<Op> {
         },
         "MatMul" => Op::MatMul,
         "Softmax" => Op::Softmax { axis: a.int("axis", if ctx.opset >= 13 { -1 } else { 1 })? },
-        "Identity" | "Dropout" => Op::Identity,
+        "Identity" => Op::Identity,
+        "Dropout" => {
+            // Inference: the identity, which is only what Dropout computes outside training and without its mask.
+            let training = if ctx.opset >= 12 { ctx.const_ints(2, "training_mode")?.and_then(|v| v.first().copied()).unwrap_or(0) } else { 0 };
+            if training != 0 {
+                return Err(ctx.err("training-mode Dropout is not supported: export the model in eval mode"));
+            }
+            if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+                return Err(ctx.err("the mask output of Dropout is not supported"));
+            }
+            Op::Identity
+        }
         "Shape" => Op::Shape { start: a.int("start", 0)?, end: if a.has("end") { Some(a.int("end", 0)?) } else { None } },
         "Gather" => Op::Gather { axis: a.int("axis", 0)? },
         "Unsqueeze" => {

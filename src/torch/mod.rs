@@ -84,7 +84,11 @@ fn read_zip(bytes: &[u8], path: &Path) -> Result<Vec<(String, HostTensor)>> {
     let prefix = pkl[..pkl.len() - "data.pkl".len()].to_string();
     let mut read = |name: &str| -> Result<Vec<u8>> {
         let mut f = zip.by_name(name).map_err(|e| bad(path, format!("cannot open '{name}' in the archive ({e})")))?;
-        let mut v = Vec::with_capacity(f.size() as usize);
+        // The declared size is the file's claim: bounded, and not trusted for the allocation up front.
+        if f.size() > crate::validate::MAX_TENSOR_ELEMENTS as u64 * 8 {
+            return Err(bad(path, format!("'{name}' in the archive declares {} bytes, more than zeroq reads for one entry", f.size())));
+        }
+        let mut v = Vec::with_capacity((f.size() as usize).min(1 << 20));
         f.read_to_end(&mut v).map_err(|e| bad(path, format!("cannot read '{name}' in the archive ({e}); the file may be corrupted")))?;
         Ok(v)
     };
@@ -213,9 +217,12 @@ fn f16_to_f32(h: u16) -> f32 {
 /// Gathers a tensor's elements (row-major) from its storage bytes, following offset and strides.
 fn materialize(t: &TensorRef, storage: &[u8]) -> std::result::Result<HostTensor, String> {
     let es = t.storage.dtype.size();
-    let numel: usize = t.size.iter().product();
-    let base = t.storage.offset + t.offset;
+    let base = t.storage.offset.checked_add(t.offset).ok_or("storage offset overflows")?;
     let avail = storage.len() / es;
+    // A dense tensor has at most as many elements as its storage; only a broadcast view (stride 0) has
+    // more, and a state_dict of such views is refused beyond a small size rather than expanded.
+    let numel = crate::validate::bounded_product(t.size.iter().copied(), avail.max(1 << 20))
+        .ok_or_else(|| format!("shape {:?} has more elements than its storage of {avail} holds; save contiguous tensors (tensor.contiguous())", t.size))?;
     if numel > 0 {
         let last = t.size.iter().zip(&t.stride).try_fold(base, |acc, (&n, &s)| acc.checked_add((n - 1).checked_mul(s)?));
         match last {

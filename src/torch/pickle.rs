@@ -163,7 +163,7 @@ type R<T> = std::result::Result<T, String>;
 /// Reads one pickle starting at `*pos` in `bytes`, up to and including its STOP opcode, and advances `*pos`
 /// past it. Errors are plain descriptions; the caller adds the file name.
 pub fn unpickle(bytes: &[u8], pos: &mut usize) -> R<Value> {
-    let mut u = Unpickler { b: bytes, pos: *pos, stack: Vec::new(), memo: HashMap::new() };
+    let mut u = Unpickler { b: bytes, pos: *pos, stack: Vec::new(), memo: HashMap::new(), copy_budget: MEMO_COPY_BUDGET };
     let v = u.run()?;
     *pos = u.pos;
     Ok(v)
@@ -174,6 +174,38 @@ struct Unpickler<'a> {
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
+    /// Values the memo may still copy (stores and lookups both copy), counted in nodes.
+    copy_budget: usize,
+}
+
+/// Memo stores and lookups copy their value; a pickle that stores a list and appends two copies of it to
+/// a new one again and again doubles its size with every few bytes ("billion laughs"). A state_dict
+/// copies a few small tuples and strings per tensor (tens of values, some 30,000 for ResNet50); 2^18
+/// values in all is well beyond that and bounds the memory to tens of MB.
+const MEMO_COPY_BUDGET: usize = 1 << 18;
+
+/// The weight of a copy of `v`, checked against what is left of the budget before the copy is made.
+fn copy_cost(v: &Value, budget: usize) -> R<usize> {
+    weight(v, budget).ok_or_else(|| "pickle copies values beyond any state_dict's needs (a memory bomb or a corrupted checkpoint)".to_string())
+}
+
+/// The number of values in `v`, counting nested ones, or `None` once it exceeds `limit`.
+fn weight(v: &Value, limit: usize) -> Option<usize> {
+    let children: &mut dyn Iterator<Item = &Value> = match v {
+        Value::Tuple(x) | Value::List(x) => &mut x.iter(),
+        Value::Dict(d) => &mut d.iter().flat_map(|(k, v)| [k, v]),
+        Value::Str(s) => return (s.len() / 16 < limit).then_some(s.len() / 16 + 1),
+        Value::Bytes(b) => return (b.len() / 16 < limit).then_some(b.len() / 16 + 1),
+        _ => return (limit >= 1).then_some(1),
+    };
+    let mut n = 1usize;
+    for c in children {
+        n = n.checked_add(weight(c, limit.checked_sub(n)?)?)?;
+        if n > limit {
+            return None;
+        }
+    }
+    Some(n)
 }
 
 impl Unpickler<'_> {
@@ -221,12 +253,17 @@ impl Unpickler<'_> {
         self.stack.last_mut().ok_or_else(|| "pickle stack underflow (corrupted checkpoint)".to_string())
     }
     fn push_memo(&mut self, idx: u32) -> R<()> {
-        let v = self.stack.last().cloned().ok_or("pickle memoizes an empty stack (corrupted checkpoint)")?;
+        let v = self.stack.last().ok_or("pickle memoizes an empty stack (corrupted checkpoint)")?;
+        self.copy_budget -= copy_cost(v, self.copy_budget)?;
+        let v = v.clone();
         self.memo.insert(idx, v);
         Ok(())
     }
+
     fn get_memo(&mut self, idx: u32) -> R<()> {
-        let v = self.memo.get(&idx).cloned().ok_or_else(|| format!("pickle refers to memo entry {idx}, which was never stored (corrupted checkpoint)"))?;
+        let v = self.memo.get(&idx).ok_or_else(|| format!("pickle refers to memo entry {idx}, which was never stored (corrupted checkpoint)"))?;
+        self.copy_budget -= copy_cost(v, self.copy_budget)?;
+        let v = v.clone();
         self.stack.push(v);
         Ok(())
     }

@@ -8,7 +8,7 @@ use zeroq::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, 
 use crate::common;
 
 /// Runs zeroq and returns stderr, asserting failure without a panic and a single error line.
-fn fails(args: &[&str]) -> String {
+pub(crate) fn fails(args: &[&str]) -> String {
     let out = common::zeroq().args(args).output().expect("run zeroq");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "expected failure for {args:?}");
