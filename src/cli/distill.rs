@@ -121,10 +121,13 @@ pub fn sized(g: &zeroq::ir::Graph, batch: Option<usize>, iters: Option<usize>) -
 pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
     let g = a.model.load()?;
     zeroq::model::require_batch_norm(&g, "distillation")?;
-    let pre = a.pre.resolve(&g)?;
-    let [c, _, _] = distill::input_chw(&g)?;
+    // What the model and the flags alone can refuse, before asking for the preprocessing.
+    let [c, h, w] = distill::input_chw(&g)?;
     let base = if a.zeroq_recipe { DistillConfig::zeroq() } else { DistillConfig::default() };
     let (batch, iters) = sized(&g, a.batch, a.iters)?;
+    zeroq::validate::distill_settings(batch, a.batches, iters, a.lr)?;
+    zeroq::validate::batch_size(&[a.batches, batch, c, h, w])?;
+    let pre = a.pre.resolve(&g)?;
     let cfg = DistillConfig {
         batch,
         batches: a.batches,
