@@ -17,7 +17,17 @@ use crate::ir::{BatchNormSite, ValueId};
 pub const STAT_EPS: f32 = 1e-6;
 
 /// Per-sample statistics of `x` `[B, C, H, W]` against per-channel targets: `Σ‖μ̃−μ‖²/B + Σ‖σ̃−σ‖²/B`.
+/// On the CPU device this is one fused kernel ([`crate::engine::kernels::stat_matching_loss`]), elsewhere
+/// (or with `ZEROQ_KERNELS=burn`) the plain burn ops of [`stat_matching_loss_burn`].
 pub fn stat_matching_loss(x: Tensor<4>, mean: &[f32], std: &[f32]) -> Tensor<1> {
+    if crate::engine::device::own_kernels(&x.device()) {
+        return crate::engine::kernels::stat_matching_loss(x, mean, std, STAT_EPS);
+    }
+    stat_matching_loss_burn(x, mean, std)
+}
+
+/// [`stat_matching_loss`] in plain burn ops: the reference the fused kernel is tested against.
+pub fn stat_matching_loss_burn(x: Tensor<4>, mean: &[f32], std: &[f32]) -> Tensor<1> {
     let [b, c, h, w] = x.dims();
     let device = x.device();
     let x = x.reshape([b, c, h * w]);
