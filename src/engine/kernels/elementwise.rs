@@ -5,25 +5,19 @@
 
 use rayon::prelude::*;
 
-/// Planes per parallel task: enough work per task on small planes (1×1 to 7×7 late in a network).
-fn planes_per_task(plane: usize) -> usize {
-    (4096 / plane.max(1)).max(1)
-}
+/// Elements per parallel task: enough work per task on small planes (1×1 to 7×7 late in a network).
+const TASK: usize = 1 << 14;
 
 /// `y = x·scale[c] + shift[c]` over `x` laid out as `[n, channels, plane]`.
 pub fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], plane: usize) -> Vec<f32> {
-    let c = scale.len();
-    let k = planes_per_task(plane);
+    let (c, plane) = (scale.len(), plane.max(1));
+    let k = (TASK / plane).max(1);
     let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(plane.max(1) * k)
-        .zip(x.par_chunks(plane.max(1) * k))
+    y.par_chunks_mut(plane * k)
+        .zip(x.par_chunks(plane * k))
         .enumerate()
         .for_each(|(t, (ys, xs))| {
-            for (j, (yp, xp)) in ys
-                .chunks_mut(plane.max(1))
-                .zip(xs.chunks(plane.max(1)))
-                .enumerate()
-            {
+            for (j, (yp, xp)) in ys.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
                 let ch = (t * k + j) % c;
                 let (s, b) = (scale[ch], shift[ch]);
                 yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = x * s + b);
@@ -38,35 +32,32 @@ pub fn channel_scale(dy: &[f32], scale: &[f32], plane: usize) -> Vec<f32> {
     channel_affine(dy, scale, &zeros, plane)
 }
 
-/// `y = min(max(x, lo), hi)` (a NaN stays NaN).
+/// `y = min(max(x, lo), hi)` (a NaN input gives `lo`, or `hi` when `lo` is −∞).
 pub fn clamp(x: &[f32], lo: f32, hi: f32) -> Vec<f32> {
-    x.par_chunks(1 << 14)
-        .flat_map_iter(|c| {
-            c.iter().map(move |&v| {
-                if v < lo {
-                    lo
-                } else if v > hi {
-                    hi
-                } else {
-                    v
-                }
-            })
-        })
-        .collect()
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(TASK)
+        .zip(x.par_chunks(TASK))
+        .for_each(|(y, x)| {
+            y.iter_mut()
+                .zip(x)
+                .for_each(|(y, &x)| *y = x.max(lo).min(hi));
+        });
+    y
 }
 
 /// The gradient of [`clamp`]: `dy` where `lo < x ≤ hi`, else 0. The lower bound is open as in burn's
 /// `relu` (no gradient at 0), the upper closed as in burn's `clamp`, so the plain path and this one agree
 /// on Relu and on Clip(0, 6) wherever the input is not exactly at a bound.
 pub fn clamp_grad(x: &[f32], dy: &[f32], lo: f32, hi: f32) -> Vec<f32> {
-    x.par_chunks(1 << 14)
-        .zip(dy.par_chunks(1 << 14))
-        .flat_map_iter(|(x, g)| {
-            x.iter()
-                .zip(g)
-                .map(move |(&x, &g)| if lo < x && x <= hi { g } else { 0.0 })
-        })
-        .collect()
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(TASK)
+        .zip(x.par_chunks(TASK).zip(dy.par_chunks(TASK)))
+        .for_each(|(d, (x, g))| {
+            d.iter_mut()
+                .zip(x.iter().zip(g))
+                .for_each(|(d, (&x, &g))| *d = if lo < x && x <= hi { g } else { 0.0 });
+        });
+    dx
 }
 
 #[cfg(test)]
