@@ -316,32 +316,41 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     }
 
     fn zeroq_channel_affine(x: FloatTensor<Self>, affine: ChannelAffine) -> FloatTensor<Self> {
-        let prep = ChannelAffineBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful();
-        let x = x.into_primitive();
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let scale = affine.scale.clone();
-                prep.finish(scale, Flex::zeroq_channel_affine(x, affine))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_channel_affine(x, affine)),
-        }
+        let scale = affine.scale.clone();
+        unary::<_, C>(
+            ChannelAffineBackward,
+            x,
+            |_| scale,
+            |x| Flex::zeroq_channel_affine(x, affine),
+        )
     }
 
     fn zeroq_clamp(x: FloatTensor<Self>, bounds: ClampBounds) -> FloatTensor<Self> {
-        let prep = ClampBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful();
-        let x = x.into_primitive();
-        match prep {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x.clone(), bounds), Flex::zeroq_clamp(x, bounds))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_clamp(x, bounds)),
+        unary::<_, C>(
+            ClampBackward,
+            x,
+            |x| (x.clone(), bounds),
+            |x| Flex::zeroq_clamp(x, bounds),
+        )
+    }
+}
+
+/// Records a one-input op on `Autodiff<Flex>`: `forward` on the input's primitive, and `backward` with the
+/// state that `state` takes from the input when the input is tracked.
+fn unary<BO: Backward<Flex, 1>, C: CheckpointStrategy>(
+    backward: BO,
+    x: FloatTensor<Autodiff<Flex, C>>,
+    state: impl FnOnce(&FlexTensor) -> BO::State,
+    forward: impl FnOnce(FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let prep = backward.prepare::<C>([x.node()]).compute_bound().stateful();
+    let x = x.into_primitive();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let s = state(&x);
+            prep.finish(s, forward(x))
         }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x)),
     }
 }
 

@@ -13,6 +13,8 @@
 //!
 //! Images run in parallel when there are at least as many as threads; otherwise the GEMM splits the work.
 
+use std::borrow::Cow;
+
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -244,6 +246,16 @@ fn im2col(x: &[f32], channels: usize, p: &Conv2dParams) -> Vec<f32> {
     col
 }
 
+/// The GEMM right-hand side of one group's `channels` input planes: the planes themselves for a pointwise
+/// convolution, else their [`im2col`].
+fn columns<'a>(x: &'a [f32], channels: usize, p: &Conv2dParams) -> Cow<'a, [f32]> {
+    if p.pointwise() {
+        Cow::Borrowed(x)
+    } else {
+        Cow::Owned(im2col(x, channels, p))
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every column entry back into the input position it was read from.
 fn col2im_add(col: &[f32], channels: usize, p: &Conv2dParams, dx: &mut [f32]) {
     let [ho, wo] = p.out_hw();
@@ -289,19 +301,16 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dPara
                 }
             }
             for g in 0..p.groups {
-                let xs = &src[g * cin_g * plane_in..(g + 1) * cin_g * plane_in];
-                let col_buf;
-                let col: &[f32] = if p.pointwise() {
-                    xs
-                } else {
-                    col_buf = im2col(xs, cin_g, p);
-                    &col_buf
-                };
+                let col = columns(
+                    &src[g * cin_g * plane_in..(g + 1) * cin_g * plane_in],
+                    cin_g,
+                    p,
+                );
                 let wg = Mat::rows(&w[g * cout_g * k..(g + 1) * cout_g * k], cout_g, k);
                 matmul(
                     &mut dst[g * cout_g * hwo..(g + 1) * cout_g * hwo],
                     &wg,
-                    &Mat::rows(col, k, hwo),
+                    &Mat::rows(&col, k, hwo),
                     bias.is_some(),
                     par,
                 );
@@ -362,20 +371,17 @@ pub fn conv2d_weight_grad(x: &[f32], dy: &[f32], p: &Conv2dParams) -> Vec<f32> {
                 &dy[b * out_per..(b + 1) * out_per],
             );
             for g in 0..p.groups {
-                let xs = &src[g * cin_g * plane_in..(g + 1) * cin_g * plane_in];
-                let col_buf;
-                let col: &[f32] = if p.pointwise() {
-                    xs
-                } else {
-                    col_buf = im2col(xs, cin_g, p);
-                    &col_buf
-                };
+                let col = columns(
+                    &src[g * cin_g * plane_in..(g + 1) * cin_g * plane_in],
+                    cin_g,
+                    p,
+                );
                 let dyg = Mat::rows(&dyb[g * cout_g * hwo..(g + 1) * cout_g * hwo], cout_g, hwo);
                 let dwg = &mut dw[g * cout_g * k..(g + 1) * cout_g * k];
                 matmul(
                     dwg,
                     &dyg,
-                    &Mat::transposed(col, hwo, k),
+                    &Mat::transposed(&col, hwo, k),
                     b > c * WEIGHT_GRAD_CHUNK,
                     par,
                 );
