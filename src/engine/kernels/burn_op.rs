@@ -4,12 +4,15 @@
 //! burn 0.22 routes a custom operation through a *backend extension*: a trait over backends
 //! ([`CpuKernels`]) that `#[backend_extension]` turns into a method on burn's runtime `Dispatch` backend.
 //! It is implemented for `Flex` (the forward kernel on the tensor's bytes, no copy when the tensor is
-//! contiguous) and for `Autodiff<Flex>`, which records a backward step that calls the input, weight and
-//! bias gradient kernels. The gradients are computed only for the tracked parents: in distillation only
-//! the input is tracked, so the weight gradient costs nothing there.
+//! contiguous) and for `Autodiff<Flex>`, which records a backward step calling the gradient kernels. The
+//! ops: Conv (input, weight and bias gradients), BatchNorm with running statistics as a per-channel affine
+//! map, Relu/Clip as a clamp, and the distillation loss's BN-statistics term. Gradients are computed only
+//! for the tracked parents: in distillation only the input is tracked, so the weight gradient costs
+//! nothing there. Per-channel parameters passed as host values (affine, clamp bounds, loss targets) are
+//! constants: no gradient flows to them.
 //!
 //! Other backends (a CUDA device) are not listed: [`super::super::device::own_kernels`] sends them to
-//! burn's own `conv2d`, which stays the reference every kernel here is tested against.
+//! burn's own ops, which stay the reference every kernel here is tested against.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
