@@ -17,13 +17,18 @@ sigma = sqrt(running_var + bn.eps). A channel is "within 10%" if
 fractions over all channels of all BN layers.
 A human summary goes to stderr; one JSON object is the last line of stdout.
 
+With --onnx PATH the model is that ONNX file converted to PyTorch with the PyPI package onnx2torch (its
+BatchNormalization nodes become nn.BatchNorm2d, which the loss hooks), e.g. the file `zeroq export-onnx` writes
+for a zoo model; the input shape is the ONNX input's [C, H, W]. The JSON also gives the process's peak RSS.
+
 Usage (from the repo root):
-  python3 bench/distill_peer.py [--model-th PATH] [--threads 2] [--batch 32] [--iters 500]
+  python3 bench/distill_peer.py [--model-th PATH | --onnx PATH] [--threads 2] [--batch 32] [--iters 500]
                                 [--seed 0] [--save PATH.npy]
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -54,9 +59,31 @@ def bn_match(model, zq, x):
     return ok / n, ok_rel / n, ok_std / n, n
 
 
+def load_onnx(path):
+    """The ONNX model as a frozen PyTorch module (onnx2torch), a name, and its input's (C, H, W)."""
+    import onnx
+    from onnx2torch import convert
+
+    proto = onnx.load(path)
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    # onnx2torch looks trailing empty (absent optional) inputs up as initializers, and reads an integer
+    # attribute whose value 0 is left implicit as the attribute itself (truthy): normalise both.
+    for node in proto.graph.node:
+        while node.input and node.input[-1] == "":
+            node.input.pop()
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.INT and not attr.HasField("i"):
+                attr.i = 0
+    model = convert(proto).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, os.path.basename(path), tuple(dims[1:])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-th", default=f"{ASSETS}/models/cifar10/resnet20-12fca82f.th")
+    p.add_argument("--onnx", default=None, help="an ONNX model instead (converted with onnx2torch)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--iters", type=int, default=500)
@@ -66,10 +93,14 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model, depth = load_resnet(a.model_th)  # eval mode, requires_grad False
+    if a.onnx:
+        model, depth, chw = load_onnx(a.onnx)
+    else:
+        model, depth = load_resnet(a.model_th)  # eval mode, requires_grad False
+        chw = (3, 32, 32)
     zq = ZeroQLoss(model)
 
-    x = torch.randn(a.batch, 3, 32, 32, requires_grad=True)
+    x = torch.randn(a.batch, *chw, requires_grad=True)
     opt = torch.optim.Adam([x], lr=0.5)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
                                                        patience=100, min_lr=1e-4)
@@ -96,7 +127,7 @@ def main(argv=None):
         np.save(a.save, x.detach().numpy().astype(np.float32))
 
     res = {
-        "model": os.path.basename(a.model_th), "depth": depth, "threads": a.threads,
+        "model": os.path.basename(a.onnx or a.model_th), "depth": depth, "threads": a.threads,
         "batch": a.batch, "iters": a.iters, "seed": a.seed, "torch_version": torch.__version__,
         "torch_ms_per_iter": ms_per_iter, "torch_wall_s": wall,
         "torch_loss_start": losses[0], "torch_loss_end": losses[-1],
@@ -106,9 +137,10 @@ def main(argv=None):
         "torch_within_10pct": within,
         "torch_within_10pct_rel_mean": within_rel,
         "torch_within_10pct_std_only": within_std,
+        "torch_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     err = sys.stderr
-    print(f"ResNet{depth} ZeroQ distillation (PyTorch {torch.__version__})  threads={a.threads}  "
+    print(f"{depth if a.onnx else f'ResNet{depth}'} ZeroQ distillation (PyTorch {torch.__version__})  threads={a.threads}  "
           f"batch={a.batch}  iters={a.iters}  seed={a.seed}", file=err)
     print(f"  {ms_per_iter:.2f} ms/iteration  ({wall:.1f} s total)", file=err)
     print(f"  loss {losses[0]:.4g} (iter 0) -> {losses[-1]:.4g} (iter {a.iters - 1}), "

@@ -35,7 +35,17 @@ pub enum StatLoss {
 
 /// Per-sample statistics of `x` `[B, C, H, W]` against per-channel targets, summed over channels and
 /// divided by B. With `weight`, each channel's error is multiplied by `weight[c]` before squaring.
+/// On the CPU device this is one fused kernel ([`crate::engine::kernels::stat_matching_loss`]), elsewhere
+/// (or with `ZEROQ_KERNELS=burn`) the plain burn ops of [`stat_matching_loss_burn`].
 pub fn stat_matching_loss(x: Tensor<4>, mean: &[f32], std: &[f32], weight: Option<&[f32]>) -> Tensor<1> {
+    if crate::engine::device::own_kernels(&x.device()) {
+        return crate::engine::kernels::stat_matching_loss(x, mean, std, weight, STAT_EPS);
+    }
+    stat_matching_loss_burn(x, mean, std, weight)
+}
+
+/// [`stat_matching_loss`] in plain burn ops: the reference the fused kernel is tested against.
+pub fn stat_matching_loss_burn(x: Tensor<4>, mean: &[f32], std: &[f32], weight: Option<&[f32]>) -> Tensor<1> {
     let [b, c, h, w] = x.dims();
     let device = x.device();
     let x = x.reshape([b, c, h * w]);

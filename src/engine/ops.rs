@@ -6,6 +6,7 @@ use burn::tensor::module::{avg_pool2d, batch_norm, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{Int, Slice, Tensor, TensorData};
 
+use super::kernels::{self, ConvAttrs};
 use super::value::{dyn_map, dyn_with, DynTensor, Value};
 
 use crate::ir::{AutoPad, FakeQuant, HostData, HostTensor, Op, PadKind, Pool};
@@ -53,8 +54,10 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
             }
             let pads = resolve_pads(c.auto_pad, c.pads, [h, wd], [kh, kw], c.strides, c.dilations);
             check_window([h, wd], pads, [kh, kw], c.dilations)?;
-            if c.group == 1 && !xt.is_autodiff() {
-                return one(DynTensor::R4(conv_kernel(xt, w, b, c.strides, pads, c.dilations)?));
+            if super::device::own_kernels(&xt.device()) {
+                let attrs = ConvAttrs { strides: c.strides, pads, dilations: c.dilations, groups: c.group };
+                let b = b.unwrap_or_else(|| Tensor::zeros([cout], &xt.device()));
+                return one(DynTensor::R4(kernels::conv2d(xt, w, b, attrs)));
             }
             let opts = ConvOptions::new_with_padding(c.strides, [(pads[0], pads[2]), (pads[1], pads[3])], c.dilations, c.group);
             one(DynTensor::R4(conv2d(xt, w, b, opts)))
@@ -67,8 +70,23 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
                 return Err(inv(format!("parameters must have {ch} values (one per channel)")));
             }
             let [g, b, m, v]: [Tensor<1>; 4] = p.try_into().map_err(|_| inv("BatchNormalization needs 5 inputs"))?;
+            if super::device::own_kernels(&xt.device()) && xt.rank() >= 2 {
+                // The parameters are graph constants: fold them into one scale and shift per channel.
+                let host = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().map_err(|e| inv(format!("reading BN parameters: {e:?}")));
+                let (g, b, m, v) = (host(g)?, host(b)?, host(m)?, host(v)?);
+                let scale: Vec<f32> = g.iter().zip(&v).map(|(g, v)| g / (v + epsilon).sqrt()).collect();
+                let shift: Vec<f32> = b.iter().zip(&m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+                return one(dyn_map!(xt, t => kernels::channel_affine(t, &scale, &shift)));
+            }
             let eps = *epsilon as f64;
             Ok(vec![Value::float(dyn_map!(xt, t => batch_norm(t, g.clone(), b.clone(), m.clone(), v.clone(), eps)))])
+        }
+        Op::Relu | Op::Clip { .. } if super::device::own_kernels(&f(0)?.device()) => {
+            let (lo, hi) = match op {
+                Op::Clip { min, max } => (*min, *max),
+                _ => (0.0, f32::INFINITY),
+            };
+            one(dyn_map!(f(0)?, t => kernels::clamp(t, lo, hi)))
         }
         Op::Relu => one(dyn_map!(f(0)?, t => activation::relu(t))),
         Op::Clip { min, max } => one(dyn_map!(f(0)?, t => clip(t, *min, *max))),
@@ -268,21 +286,6 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
             one(dyn_map!(x, t => (t - to_rank(z.clone())).mul(to_rank(s.clone()))))
         }
     }
-}
-
-/// Dense convolution through [`super::kernels::conv2d_nchw`] (inference only: autodiff needs burn's op).
-fn conv_kernel(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, strides: [usize; 2], pads: [usize; 4], dilations: [usize; 2]) -> R<Tensor<4>> {
-    let device = x.device();
-    let [n, cin, h, wd] = x.dims();
-    let [cout, _, kh, kw] = w.dims();
-    let host = |d: TensorData| d.try_into_vec::<f32>().map_err(|e| inv(format!("reading tensor: {e:?}")));
-    let xv = host(x.into_data())?;
-    let wv = host(w.into_data())?;
-    let bv = b.map(|b| host(b.into_data())).transpose()?;
-    let p = super::kernels::Conv2dParams { n, cin, hw: [h, wd], cout, kernel: [kh, kw], strides, pads, dilations };
-    let [ho, wo] = p.out_hw();
-    let y = super::kernels::conv2d_nchw(&xv, &wv, bv.as_deref(), &p);
-    Ok(Tensor::<4>::from_data(TensorData::new(y, [n, cout, ho, wo]), &device))
 }
 
 fn clip<const D: usize>(t: Tensor<D>, min: f32, max: f32) -> Tensor<D> {

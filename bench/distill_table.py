@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Distillation ms/iteration and peak RSS, zeroq vs PyTorch, over several models: the table of issue 11.
+
+For each case, back to back on the same machine: `zeroq distill` (Gaussian init, seed 0, --json) and
+bench/distill_peer.py with the same batch, iterations and threads. Each runs as its own process; its peak
+RSS is that process's (wait4's ru_maxrss). The PyTorch peer of a zoo or --arch model is the ONNX file
+`zeroq export-onnx` writes for it, converted with onnx2torch; ResNet20/56 use the native PyTorch model.
+Then, with --eval (default on), eval throughput on the 10,000 CIFAR-10 test images: `zeroq eval` on ResNet20
+(batch 250, its default) against ONNX Runtime on the same ONNX file (batches of 500, as bench/engine_peer.py).
+Prints one table (ratios zeroq/peer) and writes the JSON to the path given with --out.
+
+Usage (from the repo root, release build present):
+  python3 bench/distill_table.py [--cases resnet20,lite0-b8,...] [--iters 30] [--threads 2] [--out F.json]
+Cases: resnet20, resnet56 (batch 32), lite0-b8, lite0-b32 (EfficientNet-Lite0 from the zoo, 224²),
+mobilenetv2-b8 (torchvision MobileNetV2 on seeded random weights, 224²).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ASSETS = "../shared/assets/models/cifar10"
+ZEROQ = os.environ.get("ZEROQ", "./target/release/zeroq")
+
+
+def run(cmd, env=None):
+    """Runs cmd; returns (last stdout line, peak RSS MiB of that process)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        sys.exit(f"distill_table: {' '.join(cmd)} failed ({status})")
+    return out.strip().splitlines()[-1], usage.ru_maxrss / 1024
+
+
+def mobilenet_weights(path):
+    """A torchvision-named MobileNetV2 state_dict on torch.manual_seed(0) weights (timing only)."""
+    import torch
+
+    sys.path.insert(0, "tests/golden")
+    from torchvision_logits import MobileNetV2
+
+    torch.manual_seed(0)
+    torch.save(MobileNetV2().state_dict(), path)
+
+
+def cases(tmp):
+    """name -> (zeroq model args, batch, peer model args); zoo/arch models exported to ONNX for the peer."""
+    def exported(name, model_args):
+        onnx = os.path.join(tmp, f"{name}.onnx")
+        if not os.path.exists(onnx):
+            subprocess.run([ZEROQ, "export-onnx", *model_args, "-o", onnx], check=True, stdout=subprocess.DEVNULL)
+        return ["--onnx", onnx]
+
+    def resnet(depth, th):
+        return lambda: ([f"{ASSETS}/resnet{depth}_cifar10.onnx"], 32, ["--model-th", f"{ASSETS}/{th}"])
+
+    def zoo(batch):
+        args = ["--zoo", "efficientnet-lite0"]
+        return lambda: (args, batch, exported("lite0", args))
+
+    def mobilenet():
+        pth = os.path.join(tmp, "mobilenet_v2.pth")
+        if not os.path.exists(pth):
+            mobilenet_weights(pth)
+        args = ["--arch", "mobilenet-v2", "--weights", pth]
+        return args, 8, exported("mobilenetv2", args)
+
+    return {
+        "resnet20": resnet(20, "resnet20-12fca82f.th"),
+        "resnet56": resnet(56, "resnet56-4bfd9763.th"),
+        "lite0-b8": zoo(8),
+        "lite0-b32": zoo(32),
+        "mobilenetv2-b8": mobilenet,
+    }
+
+
+def eval_row(threads, env):
+    """ResNet20 eval images/s: zeroq eval vs ONNX Runtime, back to back."""
+    import time
+
+    import numpy as np
+
+    sys.path.insert(0, "bench")
+    from engine_peer import load_cifar, ort_session
+
+    model, data = f"{ASSETS}/resnet20_cifar10.onnx", "../shared/assets/cifar10/test_batch.bin"
+    zq, _ = run([ZEROQ, "eval", model, "--data", f"cifar10:{data}", "--json", "--quiet", "--threads", str(threads)], env)
+    z = json.loads(zq)
+    x, labels = load_cifar(data)
+    sess = ort_session(model, threads)
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: x[:500]})
+    t0 = time.perf_counter()
+    logits = np.concatenate([sess.run(None, {name: x[i:i + 500]})[0] for i in range(0, len(x), 500)])
+    ort_ips = len(x) / (time.perf_counter() - t0)
+    return {"zeroq_images_per_s": z["images_per_s"], "ort_images_per_s": ort_ips,
+            "zeroq_top1": z["top1"], "ort_top1": 100.0 * float((logits.argmax(1) == labels).mean())}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", default="resnet20,resnet56,lite0-b8,lite0-b32,mobilenetv2-b8")
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None)
+    p.add_argument("--no-eval", action="store_true", help="skip the eval row")
+    a = p.parse_args()
+    # Under CPU contention PyTorch's OpenMP spin-wait collapses; passive waiting keeps the peer honest.
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        table = cases(tmp)
+        for name in a.cases.split(","):
+            if name not in table:
+                sys.exit(f"distill_table: unknown case {name!r} (known: {', '.join(table)})")
+            model, batch, peer_model = table[name]()
+            common = ["--batch", str(batch), "--iters", str(a.iters), "--seed", "0", "--threads", str(a.threads)]
+            zq, zq_rss = run([ZEROQ, "distill", *model, "-o", os.path.join(tmp, "d.npy"), "--json", "--quiet", *common], env)
+            pt, pt_rss = run([sys.executable, "bench/distill_peer.py", *peer_model, *common], env)
+            z, t = json.loads(zq), json.loads(pt)
+            rows.append({
+                "case": name, "batch": batch, "iters": a.iters, "threads": a.threads,
+                "zeroq_ms_per_iter": z["ms_per_iteration"], "torch_ms_per_iter": t["torch_ms_per_iter"],
+                "zeroq_peak_rss_mib": zq_rss, "torch_peak_rss_mib": pt_rss,
+                "zeroq_loss": [z["loss_start"][0], z["loss_end"][0]],
+                "torch_loss": [t["torch_loss_start"], t["torch_loss_end"]],
+            })
+            r = rows[-1]
+            print(f"{name}: zeroq {r['zeroq_ms_per_iter']:.1f} ms/it, PyTorch {r['torch_ms_per_iter']:.1f} ms/it",
+                  file=sys.stderr)
+    print(f"distillation, {a.iters} iterations, {a.threads} threads, seed 0")
+    head = f"{'case':16} {'batch':>5} {'zeroq ms/it':>12} {'torch ms/it':>12} {'ratio':>7} " \
+           f"{'zeroq RSS':>10} {'torch RSS':>10} {'ratio':>7}  loss 0 -> last (zeroq | torch)"
+    print(head)
+    for r in rows:
+        zl, tl = r["zeroq_loss"], r["torch_loss"]
+        print(f"{r['case']:16} {r['batch']:5} {r['zeroq_ms_per_iter']:12.1f} {r['torch_ms_per_iter']:12.1f} "
+              f"{r['zeroq_ms_per_iter'] / r['torch_ms_per_iter']:6.2f}x "
+              f"{r['zeroq_peak_rss_mib']:7.0f} MiB {r['torch_peak_rss_mib']:6.0f} MiB "
+              f"{r['zeroq_peak_rss_mib'] / r['torch_peak_rss_mib']:6.2f}x  "
+              f"{zl[0]:.4g} -> {zl[1]:.4g} | {tl[0]:.4g} -> {tl[1]:.4g}")
+    result = {"distill": rows}
+    if not a.no_eval:
+        e = eval_row(a.threads, env)
+        result["eval"] = e
+        print(f"eval ResNet20, 10,000 CIFAR-10 images: zeroq {e['zeroq_images_per_s']:.0f} images/s, "
+              f"ONNX Runtime {e['ort_images_per_s']:.0f} images/s, "
+              f"ratio {e['zeroq_images_per_s'] / e['ort_images_per_s']:.2f}x (higher is better); "
+              f"top-1 {e['zeroq_top1']:.2f}% | {e['ort_top1']:.2f}%")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"saved {a.out}")
+
+
+if __name__ == "__main__":
+    main()

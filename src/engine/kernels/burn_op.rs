@@ -1,0 +1,406 @@
+//! The hand-written kernels as burn operations, so that they run inside burn's graph on both the inference
+//! and the autodiff device.
+//!
+//! burn 0.22 routes a custom operation through a *backend extension*: a trait over backends
+//! ([`CpuKernels`]) that `#[backend_extension]` turns into a method on burn's runtime `Dispatch` backend.
+//! It is implemented for `Flex` (the forward kernel on the tensor's bytes, no copy when the tensor is
+//! contiguous) and for `Autodiff<Flex>`, which records a backward step calling the gradient kernels. The
+//! ops: Conv (input, weight and bias gradients), BatchNorm with running statistics as a per-channel affine
+//! map, Relu/Clip as a clamp, and the distillation loss's BN-statistics term. Gradients are computed only
+//! for the tracked parents: in distillation only the input is tracked, so the weight gradient costs
+//! nothing there. Per-channel parameters passed as host values (affine, clamp bounds, loss targets) are
+//! constants: no gradient flows to them.
+//!
+//! Other backends (a CUDA device) are not listed: [`super::super::device::own_kernels`] sends them to
+//! burn's own ops, which stay the reference every kernel here is tested against.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Dispatch, Flex, TensorMetadata};
+use burn::tensor::{Tensor, TensorData};
+
+use super::conv::{
+    conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dParams,
+};
+use super::{bn_stats, elementwise};
+
+/// Strides, padding, dilations and groups of a convolution: the part of [`Conv2dParams`] that the
+/// tensors' shapes do not give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvAttrs {
+    /// Strides.
+    pub strides: [usize; 2],
+    /// Padding `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// Dilations.
+    pub dilations: [usize; 2],
+    /// Groups.
+    pub groups: usize,
+}
+
+/// zeroq's kernels as a burn backend extension (see the module docs).
+#[backend_extension(Autodiff, Flex)]
+pub trait CpuKernels: burn::backend::Backend {
+    /// 2-D convolution of `x` `[n, cin, h, w]` with `w` `[cout, cin/groups, kh, kw]` plus `bias` `[cout]`.
+    fn zeroq_conv2d(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        attrs: ConvAttrs,
+    ) -> FloatTensor<Self>;
+
+    /// The BatchNorm-statistics loss term of `x` `[b, c, h, w]` against `targets` (see [`super::bn_stats`]),
+    /// as a one-element tensor.
+    fn zeroq_stat_loss(x: FloatTensor<Self>, targets: StatTargets) -> FloatTensor<Self>;
+
+    /// `x·scale[c] + shift[c]` on `x` `[n, c, ...]` (BatchNorm with running statistics).
+    fn zeroq_channel_affine(x: FloatTensor<Self>, affine: ChannelAffine) -> FloatTensor<Self>;
+
+    /// `x` clamped to `[bounds.lo, bounds.hi]` (Relu, Clip), see [`super::elementwise::clamp_grad`].
+    fn zeroq_clamp(x: FloatTensor<Self>, bounds: ClampBounds) -> FloatTensor<Self>;
+}
+
+/// Per-channel scale and shift of [`CpuKernels::zeroq_channel_affine`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelAffine {
+    /// Multiplier per channel.
+    pub scale: Vec<f32>,
+    /// Offset per channel.
+    pub shift: Vec<f32>,
+}
+
+/// Bounds of [`CpuKernels::zeroq_clamp`] (infinite for a one-sided clamp).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClampBounds {
+    /// Lower bound.
+    pub lo: f32,
+    /// Upper bound.
+    pub hi: f32,
+}
+
+/// Elements per `(image, channel)` plane: the product of the dims after the channel axis.
+fn plane_of(t: &FlexTensor) -> usize {
+    t.shape().iter().skip(2).product()
+}
+
+/// A flex tensor with the data and the shape of `like`.
+fn shaped_like(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, like.shape()))
+}
+
+/// Per-channel targets of [`CpuKernels::zeroq_stat_loss`]: mean, std, and the ε inside the square root.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatTargets {
+    /// Target mean per channel.
+    pub mean: Vec<f32>,
+    /// Target standard deviation per channel.
+    pub std: Vec<f32>,
+    /// ε added to the variance before the square root.
+    pub eps: f32,
+    /// Per-channel factor on each error before squaring (empty: 1), e.g. `1/s` for the normalised loss.
+    pub weight: Vec<f32>,
+}
+
+/// Plane statistics and loss of [`CpuKernels::zeroq_stat_loss`].
+fn stat_loss_parts(x: &FlexTensor, t: &StatTargets) -> (Vec<(f32, f32)>, f32) {
+    let s = x.shape();
+    let stats = with_f32(x, |xs| bn_stats::plane_stats(xs, s[2] * s[3], t.eps));
+    let l = bn_stats::loss(&stats, &t.mean, &t.std, &t.weight, s[0]);
+    (stats, l)
+}
+
+/// The full geometry from the input and weight shapes.
+fn params(x: &FlexTensor, w: &FlexTensor, a: ConvAttrs) -> Conv2dParams {
+    let (xs, ws) = (x.shape(), w.shape());
+    Conv2dParams {
+        n: xs[0],
+        cin: xs[1],
+        hw: [xs[2], xs[3]],
+        cout: ws[0],
+        kernel: [ws[2], ws[3]],
+        strides: a.strides,
+        pads: a.pads,
+        dilations: a.dilations,
+        groups: a.groups,
+    }
+}
+
+/// Runs `f` on the tensor's f32 elements in row-major order, borrowing them when the tensor is
+/// contiguous f32 and converting a copy otherwise.
+fn with_f32<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    match t.as_slice::<f32>() {
+        Some(s) if t.is_contiguous() => f(s),
+        _ => f(&t
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default()),
+    }
+}
+
+fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+impl CpuKernels for Flex {
+    fn zeroq_conv2d(
+        x: FlexTensor,
+        w: FlexTensor,
+        bias: FlexTensor,
+        attrs: ConvAttrs,
+    ) -> FlexTensor {
+        let p = params(&x, &w, attrs);
+        let [ho, wo] = p.out_hw();
+        let y = with_f32(&x, |xs| {
+            with_f32(&w, |ws| {
+                with_f32(&bias, |bs| conv2d_forward(xs, ws, Some(bs), &p))
+            })
+        });
+        flex(y, [p.n, p.cout, ho, wo])
+    }
+
+    fn zeroq_stat_loss(x: FlexTensor, targets: StatTargets) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(vec![stat_loss_parts(&x, &targets).1], [1]))
+    }
+
+    fn zeroq_channel_affine(x: FlexTensor, a: ChannelAffine) -> FlexTensor {
+        let y = with_f32(&x, |xs| {
+            elementwise::channel_affine(xs, &a.scale, &a.shift, plane_of(&x))
+        });
+        shaped_like(y, &x)
+    }
+
+    fn zeroq_clamp(x: FlexTensor, b: ClampBounds) -> FlexTensor {
+        shaped_like(with_f32(&x, |xs| elementwise::clamp(xs, b.lo, b.hi)), &x)
+    }
+}
+
+/// The backward step of [`CpuKernels::zeroq_channel_affine`]: `dx = dy·scale[c]`.
+#[derive(Debug)]
+struct ChannelAffineBackward;
+
+impl Backward<Flex, 1> for ChannelAffineBackward {
+    type State = Vec<f32>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let dx = with_f32(&dy, |g| {
+                elementwise::channel_scale(g, &ops.state, plane_of(&dy))
+            });
+            grads.register::<Flex>(node.id, shaped_like(dx, &dy));
+        }
+    }
+}
+
+/// The backward step of [`CpuKernels::zeroq_clamp`]; its state is the input and the bounds.
+#[derive(Debug)]
+struct ClampBackward;
+
+impl Backward<Flex, 1> for ClampBackward {
+    type State = (FlexTensor, ClampBounds);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, b) = ops.state;
+        if let Some(node) = node_x {
+            let dx = with_f32(&x, |xs| {
+                with_f32(&dy, |g| elementwise::clamp_grad(xs, g, b.lo, b.hi))
+            });
+            grads.register::<Flex>(node.id, shaped_like(dx, &dy));
+        }
+    }
+}
+
+/// The backward step of [`CpuKernels::zeroq_conv2d`] on `Autodiff<Flex>`; its state is the input, the
+/// weight and the attributes (tensors are reference-counted, so keeping them costs no copy).
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvAttrs);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, attrs) = ops.state;
+        let p = params(&x, &w, attrs);
+        with_f32(&dy, |dys| {
+            if let Some(node) = node_x {
+                let dx = with_f32(&w, |ws| conv2d_input_grad(dys, ws, &p));
+                grads.register::<Flex>(node.id, flex(dx, [p.n, p.cin, p.hw[0], p.hw[1]]));
+            }
+            if let Some(node) = node_w {
+                let dw = with_f32(&x, |xs| conv2d_weight_grad(xs, dys, &p));
+                grads.register::<Flex>(
+                    node.id,
+                    flex(dw, [p.cout, p.cin / p.groups, p.kernel[0], p.kernel[1]]),
+                );
+            }
+            if let Some(node) = node_b {
+                let db = conv2d_bias_grad(dys, &p);
+                grads.register::<Flex>(
+                    node.id,
+                    FlexTensor::from_data(TensorData::new(db, [p.cout])),
+                );
+            }
+        });
+    }
+}
+
+/// The backward step of [`CpuKernels::zeroq_stat_loss`]; its state is the input, its plane statistics
+/// and the targets.
+#[derive(Debug)]
+struct StatLossBackward;
+
+impl Backward<Flex, 1> for StatLossBackward {
+    type State = (FlexTensor, Vec<(f32, f32)>, StatTargets);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let upstream = with_f32(&grads.consume::<Flex>(&ops.node), |g| g.iter().sum::<f32>());
+        let (x, stats, t) = ops.state;
+        if let Some(node) = node_x {
+            let s = x.shape();
+            let dx = with_f32(&x, |xs| {
+                bn_stats::input_grad(xs, &stats, &t.mean, &t.std, &t.weight, s[2] * s[3], upstream)
+            });
+            grads.register::<Flex>(node.id, flex(dx, [s[0], s[1], s[2], s[3]]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
+    fn zeroq_conv2d(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        attrs: ConvAttrs,
+    ) -> FloatTensor<Self> {
+        let prep = Conv2dBackward
+            .prepare::<C>([x.node(), w.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let (x, w, bias) = (
+            x.into_primitive(),
+            w.into_primitive(),
+            bias.into_primitive(),
+        );
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let y = Flex::zeroq_conv2d(x.clone(), w.clone(), bias, attrs);
+                prep.finish((x, w, attrs), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_conv2d(x, w, bias, attrs)),
+        }
+    }
+
+    fn zeroq_stat_loss(x: FloatTensor<Self>, targets: StatTargets) -> FloatTensor<Self> {
+        let prep = StatLossBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let x = x.into_primitive();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let (stats, l) = stat_loss_parts(&x, &targets);
+                prep.finish(
+                    (x, stats, targets),
+                    FlexTensor::from_data(TensorData::new(vec![l], [1])),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_stat_loss(x, targets)),
+        }
+    }
+
+    fn zeroq_channel_affine(x: FloatTensor<Self>, affine: ChannelAffine) -> FloatTensor<Self> {
+        let scale = affine.scale.clone();
+        unary::<_, C>(
+            ChannelAffineBackward,
+            x,
+            |_| scale,
+            |x| Flex::zeroq_channel_affine(x, affine),
+        )
+    }
+
+    fn zeroq_clamp(x: FloatTensor<Self>, bounds: ClampBounds) -> FloatTensor<Self> {
+        unary::<_, C>(
+            ClampBackward,
+            x,
+            |x| (x.clone(), bounds),
+            |x| Flex::zeroq_clamp(x, bounds),
+        )
+    }
+}
+
+/// Records a one-input op on `Autodiff<Flex>`: `forward` on the input's primitive, and `backward` with the
+/// state that `state` takes from the input when the input is tracked.
+fn unary<BO: Backward<Flex, 1>, C: CheckpointStrategy>(
+    backward: BO,
+    x: FloatTensor<Autodiff<Flex, C>>,
+    state: impl FnOnce(&FlexTensor) -> BO::State,
+    forward: impl FnOnce(FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let prep = backward.prepare::<C>([x.node()]).compute_bound().stateful();
+    let x = x.into_primitive();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let s = state(&x);
+            prep.finish(s, forward(x))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x)),
+    }
+}
+
+/// The BatchNorm-statistics loss term of `x` `[b, c, h, w]` through [`CpuKernels`] (one pass forward, one
+/// backward): `(Σ_bc w_c²·((μ−mean_c)² + (σ−std_c)²)) / b` over per-sample, per-channel statistics, with
+/// `w = weight` (1 without). `x` must be on a flex device and `mean`, `std`, `weight` have one value per
+/// channel.
+pub fn stat_matching_loss(x: Tensor<4>, mean: &[f32], std: &[f32], weight: Option<&[f32]>, eps: f32) -> Tensor<1> {
+    let targets = StatTargets {
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+        eps,
+        weight: weight.map_or_else(Vec::new, <[f32]>::to_vec),
+    };
+    Tensor::from_dispatch(Dispatch::zeroq_stat_loss(x.into_dispatch(), targets))
+}
+
+/// `x·scale[c] + shift[c]` on `x` `[n, c, ...]` through [`CpuKernels`] (BatchNorm with running statistics as
+/// one pass). `x` must be on a flex device; `scale` and `shift` have one value per channel and are constants
+/// (no gradient is computed for them).
+pub fn channel_affine<const D: usize>(x: Tensor<D>, scale: &[f32], shift: &[f32]) -> Tensor<D> {
+    let a = ChannelAffine {
+        scale: scale.to_vec(),
+        shift: shift.to_vec(),
+    };
+    Tensor::from_dispatch(Dispatch::zeroq_channel_affine(x.into_dispatch(), a))
+}
+
+/// `x` clamped to `[lo, hi]` through [`CpuKernels`] (one pass forward and backward); `x` must be on a flex
+/// device.
+pub fn clamp<const D: usize>(x: Tensor<D>, lo: f32, hi: f32) -> Tensor<D> {
+    Tensor::from_dispatch(Dispatch::zeroq_clamp(
+        x.into_dispatch(),
+        ClampBounds { lo, hi },
+    ))
+}
+
+/// 2-D convolution through [`CpuKernels`]: `x` `[n, cin, h, w]`, `w` `[cout, cin/groups, kh, kw]`,
+/// `bias` `[cout]`. The tensors must be on a flex device (plain or autodiff); the caller has validated
+/// the shapes and the attributes.
+pub fn conv2d(x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>, attrs: ConvAttrs) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::zeroq_conv2d(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        bias.into_dispatch(),
+        attrs,
+    ))
+}
