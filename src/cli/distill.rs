@@ -127,7 +127,7 @@ pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
     let (batch, iters) = sized(&g, a.batch, a.iters)?;
     zeroq::validate::distill_settings(batch, a.batches, iters, a.lr)?;
     zeroq::validate::batch_size(&[a.batches, batch, c, h, w])?;
-    let pre = a.pre.resolve(&g)?;
+    let pre = a.pre.resolve(&g, &a.model.display())?;
     let cfg = DistillConfig {
         batch,
         batches: a.batches,

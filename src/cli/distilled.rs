@@ -18,7 +18,7 @@ pub struct Distilled {
 
 /// Reads `path` (checking it fits the model's input) or, without one, distils one default batch with
 /// `seed`, inside the input box of the model's preprocessing. `why` names the stage for the no-BatchNorm error.
-pub fn load_or_distill(g: &Graph, path: Option<&Path>, pre: &PreprocessArgs, seed: u64, why: &'static str, out: &Output) -> anyhow::Result<Distilled> {
+pub fn load_or_distill(g: &Graph, model: &str, path: Option<&Path>, pre: &PreprocessArgs, seed: u64, why: &'static str, out: &Output) -> anyhow::Result<Distilled> {
     let [c, h, w] = distill::input_chw(g)?;
     if let Some(p) = path {
         let (data, s) = zeroq::data::npy::read_f32(p)?;
@@ -33,7 +33,7 @@ pub fn load_or_distill(g: &Graph, path: Option<&Path>, pre: &PreprocessArgs, see
         return Ok(Distilled { data, shape: [s[0], c, h, w], source: format!("distilled:{}", p.display()) });
     }
     zeroq::model::require_batch_norm(g, why)?;
-    let domain = InputDomain::from_preprocess(&pre.resolve(g)?, c);
+    let domain = InputDomain::from_preprocess(&pre.resolve(g, model)?, c);
     let (batch, iters) = super::distill::sized(g, None, None)?;
     let cfg = DistillConfig { seed, domain: Some(domain), batch, iters, ..DistillConfig::default() };
     out.say(format!("distilling data ({} iterations, batch {})…", cfg.iters, cfg.batch));

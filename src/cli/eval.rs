@@ -53,7 +53,7 @@ pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
     super::ensure_limit(a.limit)?;
     let g = a.model.load()?;
-    let mut pre = a.pre.resolve(&g)?;
+    let mut pre = a.pre.resolve(&g, &a.model.display())?;
     if a.resize.is_some() {
         pre.resize = a.resize;
     }

@@ -38,7 +38,8 @@ struct ExportJson {
 pub fn run(a: ExportOnnxArgs, out: &Output) -> anyhow::Result<()> {
     let mut g = a.model.load()?;
     let flags = a.pre.preset.is_some() || a.pre.mean.is_some() || a.pre.std.is_some();
-    let preprocess = if flags { Some(a.pre.resolve_and_record(&mut g)?) } else { a.pre.resolve_and_record(&mut g).ok() };
+    let label = a.model.display();
+    let preprocess = if flags { Some(a.pre.resolve_and_record(&mut g, &label)?) } else { a.pre.resolve_and_record(&mut g, &label).ok() };
     zeroq::export::write_onnx(&a.output, &zeroq::export::graph_to_model(&g)?)?;
     let s = zeroq::model::summarize(&g);
     let j = ExportJson {

@@ -28,11 +28,12 @@ pub struct PreprocessArgs {
 impl PreprocessArgs {
     /// The preprocessing for `g`: `--preset`, else the model's record, else (with `--mean/--std`) pixels
     /// scaled to 0..1 without resizing, else what the input size allows; then the mean/std overrides.
-    pub fn resolve(&self, g: &Graph) -> anyhow::Result<Preprocess> {
+    /// `model` names the model in errors.
+    pub fn resolve(&self, g: &Graph, model: &str) -> anyhow::Result<Preprocess> {
         let mut p = match (&self.preset, self.mean.is_some() || self.std.is_some()) {
             (Some(name), _) => Preprocess::preset(name)?,
-            (None, true) => Preprocess::from_metadata(g)?.unwrap_or(Preprocess { resize: None, crop: None, ..Preprocess::cifar10() }),
-            (None, false) => Preprocess::for_model(g)?,
+            (None, true) => Preprocess::from_metadata(g).with_context(|| model.to_string())?.unwrap_or(Preprocess { resize: None, crop: None, ..Preprocess::cifar10() }),
+            (None, false) => Preprocess::for_model(g).with_context(|| model.to_string())?,
         };
         if let Some(m) = &self.mean {
             ensure!(m.iter().all(|v| v.is_finite()), "--mean values must be finite numbers, got {m:?}");
@@ -46,8 +47,8 @@ impl PreprocessArgs {
     }
 
     /// [`PreprocessArgs::resolve`], recorded in `g`'s metadata so that models written from it keep it.
-    pub fn resolve_and_record(&self, g: &mut Graph) -> anyhow::Result<Preprocess> {
-        let p = self.resolve(g).context("choosing the model's preprocessing")?;
+    pub fn resolve_and_record(&self, g: &mut Graph, model: &str) -> anyhow::Result<Preprocess> {
+        let p = self.resolve(g, model)?;
         p.record(g);
         Ok(p)
     }

@@ -92,8 +92,8 @@ impl QuantArgs {
 
     /// The model's preprocessing (recorded in `g`, so the quantized model keeps it), and the input
     /// range it gives `cfg`.
-    pub fn preprocess(&self, g: &mut zeroq::ir::Graph, cfg: &mut QuantConfig) -> anyhow::Result<Preprocess> {
-        let p = self.pre.resolve_and_record(g)?;
+    pub fn preprocess(&self, g: &mut zeroq::ir::Graph, model: &str, cfg: &mut QuantConfig) -> anyhow::Result<Preprocess> {
+        let p = self.pre.resolve_and_record(g, model)?;
         cfg.input_range = Some(p.input_range());
         Ok(p)
     }

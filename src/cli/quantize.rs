@@ -107,14 +107,14 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let budget = a.mixed.budget()?;
     let mut g = a.model.load()?;
     zeroq::quant::require_weight_layers(&g)?;
-    let preprocess = a.quant.preprocess(&mut g, &mut cfg)?;
+    let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut cfg)?;
     if let Some(b) = budget {
         check_budget(&g, b, &a.mixed.mp_bits)?;
     }
     let [c, h, w] = distill::input_chw(&g)?;
     let (calib, calib_shape, source) = match a.calib.as_str() {
         "distilled" => {
-            let d = load_or_distill(&g, a.distilled.as_deref(), &a.quant.pre, a.seed, "distillation (pass --calib gaussian or real images to skip it)", out)?;
+            let d = load_or_distill(&g, &a.model.display(), a.distilled.as_deref(), &a.quant.pre, a.seed, "distillation (pass --calib gaussian or real images to skip it)", out)?;
             (d.data, d.shape, d.source)
         }
         "gaussian" => {

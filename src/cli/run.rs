@@ -127,7 +127,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
     let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some()));
     let mut g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
-    let preprocess = a.quant.preprocess(&mut g, &mut quant)?;
+    let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut quant)?;
     let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
     if let WeightBits::Mixed(b) = wbits {
         check_budget(&g, b, &mp_bits)?;

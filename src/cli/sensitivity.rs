@@ -57,7 +57,7 @@ pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
         anyhow::bail!("--bits: bit-widths must be in 2..=8, got {b}");
     }
     let g = a.model.load()?;
-    let d = load_or_distill(&g, a.distilled.as_deref(), &a.pre, a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
+    let d = load_or_distill(&g, &a.model.display(), a.distilled.as_deref(), &a.pre, a.seed, "sensitivity on distilled data (pass --distilled FILE)", out)?;
     if let Some(b) = a.context_bits.filter(|b| !(2..=8).contains(b)) {
         anyhow::bail!("--context-bits: expected 2..=8, got {b}");
     }
