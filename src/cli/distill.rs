@@ -125,10 +125,7 @@ pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
     let [c, h, w] = distill::input_chw(&g)?;
     let base = if a.zeroq_recipe { DistillConfig::zeroq() } else { DistillConfig::default() };
     let (batch, iters) = sized(&g, a.batch, a.iters)?;
-    zeroq::validate::distill_settings(batch, a.batches, iters, a.lr)?;
-    zeroq::validate::batch_size(&[a.batches, batch, c, h, w])?;
-    let pre = a.pre.resolve(&g, &a.model.display())?;
-    let cfg = DistillConfig {
+    let mut cfg = DistillConfig {
         batch,
         batches: a.batches,
         iters,
@@ -138,12 +135,14 @@ pub fn run(a: DistillArgs, out: &Output) -> anyhow::Result<()> {
             InitArg::Uniform => Init::Uniform,
         },
         seed: a.seed,
-        domain: (!a.zeroq_recipe).then(|| InputDomain::from_preprocess(&pre, c)),
         loss: if a.zeroq_recipe { StatLoss::ZeroQ } else { a.loss.into() },
         early_stop: if a.zeroq_recipe || a.no_early_stop { None } else { Some(EarlyStop::default()) },
         ..base
     };
     cfg.validate()?;
+    zeroq::validate::batch_size(&[a.batches, batch, c, h, w])?;
+    let pre = a.pre.resolve(&g, &a.model.display())?;
+    cfg.domain = (!a.zeroq_recipe).then(|| InputDomain::from_preprocess(&pre, c));
     let pb = out.progress((iters * a.batches) as u64, "distill");
     let start = Instant::now();
     let d = distill::distill(&g, &cfg, &mut |b, it, loss, lr| {

@@ -125,10 +125,7 @@ impl Preprocess {
 
     /// The exact range of normalised inputs: pixel 0 and 255 through scale, mean and std, over all channels.
     pub fn input_range(&self) -> (f32, f32) {
-        let v = |p: f32, c: usize| (p * self.scale - self.mean[c]) / self.std[c];
-        let lo = (0..3).map(|c| v(0.0, c).min(v(255.0, c))).fold(f32::INFINITY, f32::min);
-        let hi = (0..3).map(|c| v(0.0, c).max(v(255.0, c))).fold(f32::NEG_INFINITY, f32::max);
-        (lo, hi)
+        self.input_box().iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(l, h)| (lo.min(l), hi.max(h)))
     }
 
     /// Per-channel range `(lo, hi)` that pixels 0..255 map to: the box every real input lies in.

@@ -42,7 +42,7 @@ pub fn default_size(per_image: f64) -> (usize, usize) {
     (batch, fit(batch).clamp(100, 500))
 }
 
-/// [`default_size`] for `g` (the ZeroQ default (32, 500) when its input shape is not fixed).
+/// [`default_size`] for `g`; an error when its input is not a fixed `[N, C, H, W]`.
 pub fn default_size_for(g: &Graph) -> Result<(usize, usize)> {
     let chw = super::input_chw(g)?;
     Ok(default_size(activations_per_image(g, chw)?))

@@ -65,8 +65,8 @@ impl InputDomain {
 }
 
 /// When to stop before the iteration cap: the share of BN channels within 10% of their running
-/// statistics ([`channels_within_10pct`], computed from the statistics the loss already has) is checked
-/// every `every` iterations, and the batch stops once it has not risen by `min_gain` for `patience`
+/// statistics ([`channels_within_10pct`], from the BN inputs the forward already tapped, copied to the
+/// host at a check) is checked every `every` iterations, and the batch stops once it has not risen by `min_gain` for `patience`
 /// iterations. The best batch seen at a check is the one returned.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EarlyStop {
@@ -275,12 +275,6 @@ pub fn distill(graph: &Graph, cfg: &DistillConfig, progress: Progress) -> Result
     Ok(Distilled { shape: [cfg.batch * cfg.batches, c, h, w], data, loss_curves: curves, match_curves })
 }
 
-/// |mean − μ|/σ and |std − σ|/σ of channel `ch` against `s`'s running statistics.
-fn match_errors(s: &BatchNormSite, ch: usize, mean: f64, std: f64) -> (f64, f64) {
-    let sigma = ((s.var[ch] + s.epsilon) as f64).sqrt().max(1e-12);
-    ((mean - s.mean[ch] as f64).abs() / sigma, (std - sigma).abs() / sigma)
-}
-
 /// How well a batch matches one BN layer's running statistics.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerMatch {
@@ -334,7 +328,8 @@ fn layer_matches(sites: &[BatchNormSite], tapped: &std::collections::HashMap<usi
                 }
                 let mean = s1 / k;
                 let std = ((s2 / k - mean * mean).max(0.0) * k / (k - 1.0).max(1.0)).sqrt();
-                let (dm, ds) = match_errors(s, ch, mean, std);
+                let sigma = ((s.var[ch] + s.epsilon) as f64).sqrt().max(1e-12);
+                let (dm, ds) = ((mean - s.mean[ch] as f64).abs() / sigma, (std - sigma).abs() / sigma);
                 me += dm;
                 se += ds;
                 ok += usize::from(dm <= 0.1 && ds <= 0.1);
