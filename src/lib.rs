@@ -10,8 +10,9 @@ The crate reads like the pipeline:
 4. [`distill`] synthesises input batches whose BatchNorm statistics match the model's.
 5. [`sensitivity`] measures how much each layer suffers at each bit-width; [`pareto`] picks one bit-width
    per layer under a size budget, exactly, and gives the whole size/sensitivity frontier.
-6. [`quant`] calibrates activation ranges and simulates the quantized model; [`export`] writes it as ONNX
-   QDQ for real runtimes.
+6. [`quant`] calibrates activation ranges and simulates the quantized model; [`reconstruct`] learns the
+   weight rounding and activation steps against the FP32 model on the calibration data; [`export`] writes
+   it as ONNX QDQ for real runtimes.
 7. [`pipeline`] runs all of it in one call, the job of `zeroq run`.
 8. [`eval`] measures top-1/top-5 accuracy and agreement between models; [`report`] draws pictures.
 
@@ -34,6 +35,7 @@ pub mod onnx;
 pub mod pareto;
 pub mod pipeline;
 pub mod quant;
+pub mod reconstruct;
 pub mod report;
 pub mod sensitivity;
 pub mod source;

@@ -1,5 +1,5 @@
 //! The whole job in one call (`zeroq run`): distil → sensitivity → Pareto → calibrate + quantize →
-//! export → agreement on held-out distilled data → (evaluate) → report, writing every artefact into
+//! reconstruct → export → agreement on held-out distilled data → (evaluate) → report, writing every artefact into
 //! one folder.
 //!
 //! Each file is written atomically, so an interrupted run leaves only complete files; `report.json`
@@ -20,6 +20,7 @@ use crate::eval::{self, Agreement};
 use crate::ir::Graph;
 use crate::pareto::{self, Budget, Frontier};
 use crate::quant::{self, QuantConfig};
+use crate::reconstruct::{self, ReconstructConfig, ReconstructReport};
 use crate::report::{charts, html};
 use crate::sensitivity::{self, SensitivityConfig};
 
@@ -44,6 +45,8 @@ pub struct RunConfig {
     pub wbits: WeightBits,
     /// Activation bits, ranges and placement (`wbits` is filled in from [`RunConfig::wbits`]).
     pub quant: QuantConfig,
+    /// Reconstruction after calibration, on the calibration batch (`None`: weights rounded to nearest).
+    pub reconstruct: Option<ReconstructConfig>,
     /// Preprocessing the model expects: the distillation box and prior, the image preview.
     pub preprocess: Preprocess,
 }
@@ -183,6 +186,8 @@ pub struct RunReport {
     pub fp32_size_bytes: f64,
     /// Quantized weight bytes at the chosen bit-widths.
     pub quantized_size_bytes: f64,
+    /// What reconstruction did, block by block, when it ran.
+    pub reconstruction: Option<ReconstructReport>,
     /// Size of the exported ONNX file (sub-8-bit weights are stored in int8 there).
     pub onnx_file_bytes: u64,
     /// Agreement of the quantized model with FP32 on the held-out distilled batch (no labels needed),
@@ -240,8 +245,8 @@ pub mod files {
 }
 
 /// Number of stages [`run`] reports, for a progress display.
-pub fn stage_count(with_eval: bool) -> usize {
-    7 + usize::from(with_eval)
+pub fn stage_count(with_eval: bool, with_reconstruct: bool) -> usize {
+    7 + usize::from(with_eval) + usize::from(with_reconstruct)
 }
 
 /// Runs the pipeline on `graph` and writes everything into `out_dir` (which must exist).
@@ -303,16 +308,22 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
 
     // 4. Calibrate activation ranges and quantize.
     qcfg.wbits = choice.bits.clone();
-    let q = timeline.stage("quantize", None, |_| quant::quantize(graph, calib, calib_shape, &qcfg))?;
+    let mut q = timeline.stage("quantize", None, |_| quant::quantize(graph, calib, calib_shape, &qcfg))?;
 
-    // 5. Export ONNX QDQ.
+    // 5. Reconstruct: learn the rounding (and low-bit activation steps) against FP32 on the same batch.
+    let reconstruction = match &cfg.reconstruct {
+        Some(rc) => Some(timeline.stage("reconstruct", Some(reconstruct::steps(&q, rc)), |step| reconstruct::reconstruct(graph, &mut q, calib, calib_shape, rc, step))?),
+        None => None,
+    };
+
+    // 6. Export ONNX QDQ.
     let onnx_file_bytes = timeline.stage("export", None, |_| {
         let m = crate::export::qdq::to_qdq(&q)?;
         crate::export::write_onnx(&path(files::MODEL), &m)?;
         Ok(std::fs::metadata(path(files::MODEL)).map(|m| m.len()).unwrap_or(0))
     })?;
 
-    // 6. Agreement with FP32 on the held-out distilled batch, through the exported file.
+    // 7. Agreement with FP32 on the held-out distilled batch, through the exported file.
     let exported = crate::onnx::load_onnx(path(files::MODEL))?;
     let holdout_agreement = timeline.stage("agreement", None, |_| {
         // Distilled pixels stray outside what any real image can be (e.g. [−6.2, 4.7] where CIFAR-10
@@ -329,7 +340,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         Ok(eval::agreement(&fp, &qp, classes))
     })?;
 
-    // 7. Accuracy on labelled data, when given: FP32 and the exported model, like `zeroq eval` would.
+    // 8. Accuracy on labelled data, when given: FP32 and the exported model, like `zeroq eval` would.
     let accuracy = match eval_set {
         Some(set) => Some(timeline.stage("evaluate", Some(2 * set.idx.len() as u64), |step| {
             let n = set.idx.len() as u64;
@@ -340,7 +351,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         None => None,
     };
 
-    // 8. Reports: HTML first, JSON last (its presence marks a finished run).
+    // 9. Reports: HTML first, JSON last (its presence marks a finished run).
     let abits = qcfg.abits;
     let config = match cfg.wbits {
         WeightBits::Mixed(_) => format!("MP{:.2}/{}", choice.size_bits as f64 / params.max(1) as f64, abits.map_or("32".into(), |a| a.to_string())),
@@ -365,6 +376,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         total_sensitivity: choice.omega,
         fp32_size_bytes: params as f64 * 4.0,
         quantized_size_bytes: q.weight_size_bytes(),
+        reconstruction,
         onnx_file_bytes,
         holdout_agreement,
         accuracy,

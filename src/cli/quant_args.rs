@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use zeroq::data::Preprocess;
 use zeroq::pareto::{fmt_bytes, Budget};
 use zeroq::quant::{ActRange, Placement, QuantConfig, WeightRange};
+use zeroq::reconstruct::{Method, ReconstructConfig};
 
 use super::preprocess_arg::PreprocessArgs;
 
@@ -168,4 +169,72 @@ pub fn check_budget(g: &zeroq::ir::Graph, budget: Budget, candidates: &[u32]) ->
         );
     }
     Ok(())
+}
+
+/// Which reconstruction runs after calibration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReconstructArg {
+    /// BRECQ when any weight or activation is below 8 bits, else none.
+    Auto,
+    /// None: weights rounded to nearest, as calibrated.
+    Off,
+    /// Per-channel bias correction only (seconds).
+    Bias,
+    /// Learned rounding, layer by layer.
+    Adaround,
+    /// Learned rounding per block with LSQ activation steps and QDrop.
+    Brecq,
+}
+
+/// Reconstruction settings (`quantize`, `run`).
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    /// Reconstruction after calibration: learns the weight rounding (and low-bit activation steps)
+    /// against the FP32 model on the calibration data.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reconstruct: ReconstructArg,
+    /// Iterations per block (adaround, brecq).
+    #[arg(long, value_name = "N")]
+    pub recon_iters: Option<usize>,
+    /// Images per iteration (at most the calibration images).
+    #[arg(long, value_name = "N")]
+    pub recon_batch: Option<usize>,
+    /// Correct biases layer by layer before learning the rounding.
+    #[arg(long)]
+    pub recon_bias_first: bool,
+    /// Probability that an activation is quantized while learning (QDrop; 1 disables it).
+    #[arg(long, value_name = "P")]
+    pub recon_qdrop: Option<f32>,
+    /// Keep the calibrated activation steps (no LSQ).
+    #[arg(long)]
+    pub recon_no_lsq: bool,
+}
+
+impl ReconstructArgs {
+    /// The settings, `None` when no reconstruction runs; `low` says whether some weight or activation is
+    /// below 8 bits (what `auto` decides on).
+    pub fn config(&self, low: bool, seed: u64) -> anyhow::Result<Option<ReconstructConfig>> {
+        let method = match self.reconstruct {
+            ReconstructArg::Auto if low => Method::Brecq,
+            ReconstructArg::Auto | ReconstructArg::Off => return Ok(None),
+            ReconstructArg::Bias => Method::BiasCorrection,
+            ReconstructArg::Adaround => Method::AdaRound,
+            ReconstructArg::Brecq => Method::Brecq,
+        };
+        let mut cfg = ReconstructConfig::new(method);
+        cfg.seed = seed;
+        if let Some(n) = self.recon_iters {
+            cfg.iters = n;
+        }
+        if let Some(n) = self.recon_batch {
+            cfg.batch = n;
+        }
+        if let Some(p) = self.recon_qdrop {
+            cfg.qdrop = (p < 1.0).then_some(p);
+        }
+        cfg.bias_first = self.recon_bias_first;
+        cfg.learn_act_scales &= !self.recon_no_lsq;
+        cfg.validate()?;
+        Ok(Some(cfg))
+    }
 }

@@ -13,7 +13,7 @@ use zeroq::engine::Plan;
 use zeroq::quant::{self, WeightRange};
 
 use super::distilled::{load_or_distill, Distilled};
-use super::quant_args::{check_budget, MixedArgs, QuantArgs};
+use super::quant_args::{check_budget, MixedArgs, QuantArgs, ReconstructArgs};
 use super::sensitivity::{measure, read_table};
 use super::model_arg::ModelArgs;
 use super::Output;
@@ -47,6 +47,8 @@ pub struct QuantizeArgs {
     pub calib_images: usize,
     #[command(flatten)]
     pub quant: QuantArgs,
+    #[command(flatten)]
+    pub recon: ReconstructArgs,
     /// Seed for on-the-fly distillation and Gaussian calibration.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -77,6 +79,8 @@ struct Report {
     calibration_images: usize,
     fp32_size_bytes: f64,
     quantized_size_bytes: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconstruction: Option<zeroq::reconstruct::ReconstructReport>,
     weights: Vec<quant::WeightQuant>,
     activations: Vec<quant::ActQuant>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +109,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let mut cfg = a.quant.config(vec![a.wbits])?;
     let abits = cfg.abits;
     let budget = a.mixed.budget()?;
+    a.recon.config(true, a.seed)?;
     let mut g = a.model.load()?;
     zeroq::quant::require_weight_layers(&g)?;
     let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut cfg)?;
@@ -140,7 +145,18 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
+    let mut q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
+    let low = cfg.wbits.iter().any(|&b| b < 8) || cfg.abits.is_some_and(|b| b < 8);
+    let reconstruction = match a.recon.config(low, a.seed)? {
+        Some(rc) => {
+            out.say(format!("reconstructing ({}, {} iterations per block, batch {})…", rc.method.name(), rc.iters, rc.batch.min(calib_shape[0])));
+            let pb = out.progress(zeroq::reconstruct::steps(&q, &rc), "reconstruct");
+            let r = zeroq::reconstruct::reconstruct(&g, &mut q, &calib, calib_shape, &rc, &mut |d| pb.set_position(d))?;
+            pb.finish_and_clear();
+            Some(r)
+        }
+        None => None,
+    };
     let model = zeroq::export::qdq::to_qdq(&q)?;
     zeroq::export::write_onnx(&a.output, &model)?;
     let fp32_bytes: f64 = g.weight_layers().iter().map(|l| l.size_bytes(32)).sum();
@@ -157,6 +173,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         calibration_images: calib_shape[0],
         fp32_size_bytes: fp32_bytes,
         quantized_size_bytes: q.weight_size_bytes(),
+        reconstruction,
         weights: q.weights.clone(),
         activations: q.activations.clone(),
         fp32_top1: None,
@@ -190,6 +207,16 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             report.fp32_size_bytes / 1024.0,
             report.activations.len()
         );
+        if let Some(r) = &report.reconstruction {
+            t += &format!(
+                "reconstruction ({}, {} blocks, {:.0} s): output error {:.4} -> {:.4} (relative to FP32)\n",
+                r.config.method.name(),
+                r.units.len(),
+                r.seconds,
+                r.output_error.0,
+                r.output_error.1
+            );
+        }
         if let Some(mp) = &report.mixed_precision {
             t += &format!("bits per layer: {}\n", mp.bits.iter().map(|(_, b)| b.to_string()).collect::<Vec<_>>().join(" "));
         }

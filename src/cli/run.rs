@@ -12,7 +12,7 @@ use zeroq::pipeline::{self, files, EvalSet, Progress, RunConfig, StageRecord, Ti
 use zeroq::sensitivity::SensitivityConfig;
 
 use super::model_arg::ModelArgs;
-use super::quant_args::{check_budget, MixedArgs, QuantArgs};
+use super::quant_args::{check_budget, MixedArgs, QuantArgs, ReconstructArgs};
 use super::Output;
 
 /// Arguments of `zeroq run`.
@@ -34,6 +34,8 @@ pub struct RunArgs {
     pub mixed: MixedArgs,
     #[command(flatten)]
     pub quant: QuantArgs,
+    #[command(flatten)]
+    pub recon: ReconstructArgs,
     /// Also measure top-1 of FP32 and of the exported model on labelled data (cifar10:PATH or folder:DIR).
     #[arg(long)]
     pub eval: Option<String>,
@@ -125,7 +127,9 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     check_out_dir(&a.out, a.force)?;
 
     let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
-    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some()));
+    let low = matches!(wbits, WeightBits::Mixed(_) | WeightBits::Uniform(0..=7)) || quant.abits.is_some_and(|b| b < 8);
+    let reconstruct = a.recon.config(low, a.seed)?;
+    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some(), reconstruct.is_some()));
     let mut g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
     let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut quant)?;
     let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
@@ -140,6 +144,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },
         wbits,
         quant,
+        reconstruct,
         preprocess,
     };
     let eval_set = eval_data.as_deref().map(|d| EvalSet { data: d, idx: data::strided_subset(d.len(), a.limit) });

@@ -27,6 +27,10 @@ pub struct RunState {
     env: Vec<Option<Value>>,
 }
 
+/// A caller's replacement for some nodes: given the node's index and its inputs, `Some(outputs)` takes the
+/// node over, `None` lets the engine run it. Reconstruction swaps each FakeQuant for a learnable one this way.
+pub type NodeHook<'a> = dyn FnMut(usize, &Node, &[Option<Value>]) -> Option<Result<Vec<Value>>> + 'a;
+
 /// Which intermediate values [`Plan::execute`] keeps.
 enum Keep<'a> {
     None,
@@ -79,7 +83,7 @@ impl Plan {
                 kept.insert(t, v.clone());
             }
         }
-        self.execute(&mut env, 0..self.graph.nodes.len(), &HashMap::new(), Keep::Taps(taps, &mut kept))?;
+        self.execute(&mut env, 0..self.graph.nodes.len(), &HashMap::new(), Keep::Taps(taps, &mut kept), None)?;
         let outputs = self.take_outputs(&mut env)?;
         Ok(RunOutput { outputs, taps: kept })
     }
@@ -95,7 +99,7 @@ impl Plan {
     pub fn advance(&self, state: &mut RunState, until: usize, overrides: &HashMap<ValueId, Value>) -> Result<()> {
         let until = until.min(self.graph.nodes.len());
         if until > state.next {
-            self.execute(&mut state.env, state.next..until, overrides, Keep::None)?;
+            self.execute(&mut state.env, state.next..until, overrides, Keep::None, None)?;
             state.next = until;
         }
         Ok(())
@@ -106,8 +110,31 @@ impl Plan {
     /// reuses everything computed before it: measuring each of L layers this way costs about half of
     /// L full passes on a chain-like network.
     pub fn finish(&self, mut state: RunState, overrides: &HashMap<ValueId, Value>) -> Result<Vec<Value>> {
-        self.execute(&mut state.env, state.next..self.graph.nodes.len(), overrides, Keep::None)?;
+        self.execute(&mut state.env, state.next..self.graph.nodes.len(), overrides, Keep::None, None)?;
         self.take_outputs(&mut state.env)
+    }
+
+    /// Runs the nodes `range` alone, from `inputs` (every non-constant value the range reads but does not
+    /// compute), with some constants replaced (`overrides`) and some nodes taken over by `hook`, and
+    /// returns the values `want` in order. This runs one block of a network on cached inputs, the unit
+    /// of block reconstruction.
+    pub fn run_nodes(&self, inputs: Vec<(ValueId, Value)>, range: std::ops::Range<usize>, overrides: &HashMap<ValueId, Value>, want: &[ValueId], hook: Option<&mut NodeHook<'_>>) -> Result<Vec<Value>> {
+        let g = &self.graph;
+        let mut env: Vec<Option<Value>> = vec![None; g.values.len()];
+        for (id, v) in inputs {
+            *env.get_mut(id).ok_or_else(|| Error::Invalid(format!("value {id} is not in the graph")))? = Some(v);
+        }
+        let mut kept = HashMap::new();
+        for &t in want {
+            if let Some(v) = env[t].clone() {
+                kept.insert(t, v);
+            }
+        }
+        let range = range.start..range.end.min(g.nodes.len());
+        self.execute(&mut env, range, overrides, Keep::Taps(want, &mut kept), hook)?;
+        want.iter()
+            .map(|&w| kept.remove(&w).or_else(|| overrides.get(&w).or_else(|| self.consts.get(&w)).cloned()).ok_or_else(|| Error::Invalid(format!("'{}' was not computed by the nodes run", g.name(w)))))
+            .collect()
     }
 
     fn bind_inputs(&self, inputs: Vec<Value>) -> Result<Vec<Option<Value>>> {
@@ -135,7 +162,7 @@ impl Plan {
     }
 
     /// Runs `nodes` in order on `env`, looking constants up in `overrides` first.
-    fn execute(&self, env: &mut [Option<Value>], nodes: std::ops::Range<usize>, overrides: &HashMap<ValueId, Value>, mut keep: Keep<'_>) -> Result<()> {
+    fn execute(&self, env: &mut [Option<Value>], nodes: std::ops::Range<usize>, overrides: &HashMap<ValueId, Value>, mut keep: Keep<'_>, mut hook: Option<&mut NodeHook<'_>>) -> Result<()> {
         let g = &self.graph;
         let profile = std::env::var_os("ZEROQ_PROFILE").is_some();
         for (i, node) in g.nodes.iter().enumerate().take(nodes.end).skip(nodes.start) {
@@ -148,7 +175,11 @@ impl Plan {
                 return Err(node_error(node, format!("input '{}' was never computed", g.name(missing.0.unwrap_or(0)))));
             }
             let t0 = profile.then(std::time::Instant::now);
-            let outs = run_op(&node.op, &ins).map_err(|e| node_error(node, e))?;
+            let taken = hook.as_mut().and_then(|h| h(i, node, &ins));
+            let outs = match taken {
+                Some(outs) => outs?,
+                None => run_op(&node.op, &ins).map_err(|e| node_error(node, e))?,
+            };
             if let Some(t0) = t0 {
                 eprintln!("zeroq-profile {:<20} {:>8.3} ms  {}", node.op.onnx_name(), t0.elapsed().as_secs_f64() * 1e3, node.name);
             }

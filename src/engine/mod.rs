@@ -10,7 +10,7 @@ pub mod kernels;
 mod ops;
 mod value;
 
-pub use exec::{eval_on_host, Plan, RunOutput, RunState};
+pub use exec::{eval_on_host, NodeHook, Plan, RunOutput, RunState};
 pub use grad::{input_gradient, InputGradient};
 pub use ops::{fake_quant, to_rank};
 pub use value::{DynTensor, Value};

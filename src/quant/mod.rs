@@ -217,6 +217,13 @@ pub fn quantize(graph: &Graph, calib: &[f32], calib_shape: [usize; 4], cfg: &Qua
     Ok(QuantizedModel { graph: g, weights, activations })
 }
 
+/// Quantizes the biases again after something changed them or the input step sizes (reconstruction),
+/// from their current values.
+pub fn requantize_biases(q: &mut QuantizedModel) {
+    quantize_biases(&mut q.graph, &mut q.weights);
+    passes::remove_unused_constants(&mut q.graph);
+}
+
 /// Quantizes the bias of every layer whose input comes out of a per-tensor FakeQuant to int32 at scale
 /// `s_x·s_w[c]` (round half to even), replacing the bias constant by its dequantized value.
 fn quantize_biases(g: &mut Graph, weights: &mut [WeightQuant]) {

@@ -74,6 +74,33 @@ pub fn render(r: &RunReport, c: &Charts) -> String {
     }
     h += "</table></details>\n";
 
+    // Reconstruction.
+    if let Some(rc) = &r.reconstruction {
+        h += "<h2>Reconstruction</h2>\n";
+        h += &format!(
+            "<p>{} on the {} calibration images: {} iterations per block, batch {}. Output error relative to FP32 (Σ(ŷ − y)² / Σy² on the calibration images): network output {:.4} → {:.4}; {:.1} s.</p>\n",
+            esc(method_label(rc.config.method)),
+            rc.images,
+            rc.config.iters,
+            rc.config.batch.min(rc.images),
+            rc.output_error.0,
+            rc.output_error.1,
+            rc.seconds
+        );
+        h += "<details><summary>Table of blocks</summary><table><tr><th>#</th><th>layers</th><th>bits</th><th>error before</th><th>error after</th><th>time (s)</th></tr>\n";
+        for (i, u) in rc.units.iter().enumerate() {
+            let bits = u.bits.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ");
+            h += &format!(
+                "<tr><td>{i}</td><td>{}</td><td class=\"num\">{bits}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.1}</td></tr>\n",
+                esc(&u.layers.join(", ")),
+                u.error_before,
+                u.error_after,
+                u.seconds
+            );
+        }
+        h += "</table></details>\n";
+    }
+
     // Sensitivity and Pareto.
     h += "<h2>Sensitivity</h2>\n<p>Ω = mean KL divergence between the FP32 output and the output with only that layer's weights quantized, on the distilled calibration images (ZeroQ §3.2).</p>\n";
     h += &format!("<div class=\"chart\">{}</div>\n", strip_xml_decl(&c.sensitivity));
@@ -119,6 +146,16 @@ pub fn render(r: &RunReport, c: &Charts) -> String {
     h += "<p class=\"sub\">Peak memory is the process's peak resident set during the stage (Linux).</p>\n";
     h += "</body></html>\n";
     h
+}
+
+fn method_label(m: crate::reconstruct::Method) -> &'static str {
+    use crate::reconstruct::Method;
+    match m {
+        Method::Off => "None",
+        Method::BiasCorrection => "Bias correction",
+        Method::AdaRound => "AdaRound (learned rounding, layer by layer)",
+        Method::Brecq => "BRECQ (learned rounding per block) with LSQ activation steps and QDrop",
+    }
 }
 
 fn card(title: &str, value: &str, note: &str) -> String {

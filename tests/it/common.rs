@@ -105,3 +105,26 @@ pub fn tiny_onnx(name: &str, nodes: Vec<zeroq::onnx::proto::NodeProto>, initiali
     }
     .encode_to_vec()
 }
+
+/// ONNX Runtime's predicted class for each of the 10,000 CIFAR-10 test images with the model at `path`
+/// (tests/scripts/ort_logits.py).
+pub fn onnxruntime_cifar_predictions(path: &std::path::Path) -> Vec<u32> {
+    let dir = tempfile::tempdir().unwrap();
+    let logits = dir.path().join("ort.npy");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/ort_logits.py");
+    let out = std::process::Command::new("python3").arg(script).arg(path).arg(cifar_test()).arg(&logits).output().expect("python3");
+    assert!(out.status.success(), "ONNX Runtime failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let (l, shape) = zeroq::data::npy::read_f32(&logits).unwrap();
+    assert_eq!(shape, vec![10_000, 10]);
+    l.chunks(10).map(|r| (0..10).fold(0, |b, i| if r[i] > r[b] { i } else { b }) as u32).collect()
+}
+
+/// The model at `path` passes `onnx.checker` with the full check.
+pub fn onnx_check(path: &std::path::Path) {
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(check.status.success(), "onnx.checker on {}: {}", path.display(), String::from_utf8_lossy(&check.stderr));
+}

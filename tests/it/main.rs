@@ -11,6 +11,7 @@ mod hostile;
 mod onnxruntime;
 mod preprocessing;
 mod quantize;
+mod reconstruct;
 mod run;
 mod sensitivity;
 mod torch_import;

@@ -1,14 +1,12 @@
 //! Quantization with distilled-data calibration, QDQ export, and ONNX Runtime agreement.
 
-use std::process::Command;
-
 use zeroq::data::{self, Preprocess};
 use zeroq::engine::Plan;
 use zeroq::quant::{self, Placement, QuantConfig};
 
 use crate::common;
 
-fn test_set() -> (data::Cifar10, Vec<usize>) {
+pub fn test_set() -> (data::Cifar10, Vec<usize>) {
     let ds = data::Cifar10::open(common::cifar_test(), Preprocess::cifar10()).expect("dataset");
     let idx = data::strided_subset(data::Dataset::len(&ds), None);
     (ds, idx)
@@ -21,7 +19,7 @@ fn quantized(wbits: u32, abits: Option<u32>, placement: Placement) -> quant::Qua
     quant::quantize(&g, &d.data, d.shape, &cfg).expect("quantize")
 }
 
-fn top1(g: zeroq::ir::Graph) -> (f64, Vec<u32>) {
+pub fn top1(g: zeroq::ir::Graph) -> (f64, Vec<u32>) {
     let (ds, idx) = test_set();
     let r = zeroq::eval::evaluate(&Plan::for_inference(g).expect("plan"), &ds, &idx, 100, false, &mut |_, _| {}).expect("eval");
     (r.top1, r.predictions)
@@ -48,21 +46,10 @@ fn qdq_export_matches_simulation_in_onnxruntime() {
         let path = dir.path().join(format!("w{w}a{a}.onnx"));
         zeroq::export::write_onnx(&path, &zeroq::export::qdq::to_qdq(&q).expect("qdq")).expect("write");
         let (_, ours) = top1(q.graph.clone());
-        let logits = dir.path().join("ort.npy");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/ort_logits.py");
-        let out = Command::new("python3").arg(script).arg(&path).arg(common::cifar_test()).arg(&logits).output().expect("python3");
-        assert!(out.status.success(), "ONNX Runtime failed on the QDQ model: {}", String::from_utf8_lossy(&out.stderr));
-        let (l, shape) = data::npy::read_f32(&logits).unwrap();
-        assert_eq!(shape, vec![10_000, 10]);
-        let theirs: Vec<u32> = l.chunks(10).map(|r| (0..10).fold(0, |b, i| if r[i] > r[b] { i } else { b }) as u32).collect();
+        let theirs = common::onnxruntime_cifar_predictions(&path);
         let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
         assert!(agree >= 9_950, "W{w}A{a}: ONNX Runtime agrees on {agree}/10000 predictions");
-        let check = Command::new("python3")
-            .args(["-c", "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"])
-            .arg(&path)
-            .output()
-            .expect("python3");
-        assert!(check.status.success(), "onnx.checker: {}", String::from_utf8_lossy(&check.stderr));
+        common::onnx_check(&path);
         // zeroq reads its own QDQ export back and simulates the same model.
         let back = zeroq::onnx::load_onnx(&path).expect("reload");
         let (_, again) = top1(back);

@@ -18,7 +18,7 @@ fn run_writes_a_complete_trustworthy_folder() {
     let cifar = common::cifar_test();
     let eval = format!("cifar10:{}", cifar.display());
     // Few distillation iterations: this checks the plumbing; distillation quality has its own tests.
-    let args = ["run", &model, "--out", dir.to_str().unwrap(), "--mp", "4", "--abits", "8", "--iters", "30", "--eval", &eval, "--limit", "1000", "--json"];
+    let args = ["run", &model, "--out", dir.to_str().unwrap(), "--mp", "4", "--abits", "8", "--iters", "30", "--recon-iters", "20", "--eval", &eval, "--limit", "1000", "--json"];
     let out = common::zeroq().args(args).output().expect("run zeroq");
     assert!(out.status.success(), "zeroq run failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout_report = json_last_line(&out);
@@ -71,7 +71,12 @@ fn run_writes_a_complete_trustworthy_folder() {
     assert_eq!(ag["n"], 32);
     assert!(ag["top1_match"].as_f64().unwrap() > 0.0 && ag["mean_kl"].as_f64().unwrap() >= 0.0);
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["load", "distill", "sensitivity", "pareto", "quantize", "export", "agreement", "evaluate", "report"]);
+    assert_eq!(stages, ["load", "distill", "sensitivity", "pareto", "quantize", "reconstruct", "export", "agreement", "evaluate", "report"]);
+    // MP4 has sub-8-bit layers, so BRECQ ran, block by block, and the HTML shows it.
+    let rec = &report["reconstruction"];
+    assert_eq!(rec["config"]["method"], "Brecq");
+    assert_eq!(rec["units"].as_array().map(|u| u.len()), Some(11));
+    assert!(html.contains("Reconstruction") && html.contains("error before"), "report.html shows the reconstruction");
 
     // Running again into the same folder is refused without --force and changes nothing.
     let before = std::fs::read(dir.join("report.json")).unwrap();

@@ -113,6 +113,7 @@ fn mixed_precision_from_the_command_line() {
     let eval = format!("cifar10:{}", common::cifar_test().display());
     let r = run_ok(&[
         "quantize", &model, "--distilled", &p("d.npy"), "--mp", "4", "--abits", "8", "--sensitivity", &p("sens.json"), "-o", &p("q.onnx"), "--report", &p("r.json"), "--eval", &eval, "--limit", "2000",
+        "--reconstruct", "off",
     ]);
     let mp = &r["mixed_precision"];
     let bits: Vec<u64> = mp["bits"].as_array().unwrap().iter().map(|x| x[1].as_u64().unwrap()).collect();

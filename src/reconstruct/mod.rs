@@ -1,0 +1,340 @@
+//! Reconstruction: after calibration, make the quantized network reproduce the FP32 one on the
+//! (distilled) calibration data, unit by unit, before export.
+//!
+//! Rounding each weight to nearest, one layer at a time, is what breaks low-bit models: the errors of a
+//! layer's weights add up coherently in its outputs. Learning the rounding against the FP32 output fixes
+//! most of it with no real data (Genie, CVPR 2023, does exactly this on BN-distilled data):
+//! - [`Method::BiasCorrection`]: shift each channel's bias by the mean output error (seconds);
+//! - [`Method::AdaRound`]: learn each layer's rounding against its own FP32 output (Nagel et al. 2020);
+//! - [`Method::Brecq`]: learn the rounding of a whole residual block against the block's output, with
+//!   LSQ step sizes for the low-bit activations and QDrop (Li et al. 2021, Wei et al. 2022).
+//!
+//! Units run in network order; each one reads the quantized network's tensors as left by the units
+//! already learned, so later units correct what earlier ones could not. The scales and zero points stay
+//! on the quantization grid, so export writes the learned integers exactly and ONNX Runtime computes what
+//! zeroq simulated.
+
+pub mod blocks;
+mod bias;
+mod cache;
+mod learn;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::engine::{device, Plan};
+use crate::error::{Error, Result};
+use crate::ir::{passes, Graph, Op};
+use crate::quant::QuantizedModel;
+use blocks::{Granularity, Unit};
+use cache::{relative_error, Live};
+
+/// Which reconstruction runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Method {
+    /// None: round to nearest, as calibrated.
+    Off,
+    /// Per-channel bias correction, layer by layer.
+    BiasCorrection,
+    /// Learned rounding per layer.
+    AdaRound,
+    /// Learned rounding per block, LSQ activation steps, QDrop.
+    Brecq,
+}
+
+impl Method {
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Off => "off",
+            Method::BiasCorrection => "bias",
+            Method::AdaRound => "adaround",
+            Method::Brecq => "brecq",
+        }
+    }
+}
+
+/// Settings of [`reconstruct`].
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconstructConfig {
+    /// The method.
+    pub method: Method,
+    /// Iterations per unit (AdaRound, BRECQ).
+    pub iters: usize,
+    /// Images per iteration (at most the calibration images).
+    pub batch: usize,
+    /// Adam learning rate of the rounding variables.
+    pub round_lr: f32,
+    /// Adam learning rate of the activation step sizes, relative to each step's calibrated size.
+    pub scale_lr: f32,
+    /// Weight λ of the rounding regulariser.
+    pub lambda: f32,
+    /// Share of the iterations before the regulariser starts.
+    pub warmup: f32,
+    /// β of the regulariser, from start to end.
+    pub beta: (f32, f32),
+    /// QDrop: probability that an activation element is quantized during learning (`None`: always).
+    pub qdrop: Option<f32>,
+    /// Learn the step sizes of activation quantizers below 8 bits (LSQ).
+    pub learn_act_scales: bool,
+    /// Correct biases layer by layer before learning the rounding.
+    pub bias_first: bool,
+    /// Most weight layers in a plain block.
+    pub max_block_layers: usize,
+    /// Seed of the minibatch order and the QDrop masks.
+    pub seed: u64,
+}
+
+impl ReconstructConfig {
+    /// The defaults of `method`.
+    pub fn new(method: Method) -> Self {
+        let brecq = method == Method::Brecq;
+        Self {
+            method,
+            iters: 1000,
+            batch: 32,
+            round_lr: 1e-3,
+            scale_lr: 1e-3,
+            lambda: 0.01,
+            warmup: 0.2,
+            beta: (20.0, 2.0),
+            qdrop: brecq.then_some(0.5),
+            learn_act_scales: brecq,
+            bias_first: false,
+            max_block_layers: 4,
+            seed: 0,
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.iters == 0 || self.batch == 0 {
+            return Err(Error::Invalid(format!("reconstruction needs at least one iteration and one image per batch (got --recon-iters {} --recon-batch {})", self.iters, self.batch)));
+        }
+        if let Some(p) = self.qdrop.filter(|p| !(0.0..=1.0).contains(p)) {
+            return Err(Error::Invalid(format!("the QDrop probability must be in [0, 1], got {p}")));
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one unit.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitRecord {
+    /// Weight layers in it.
+    pub layers: Vec<String>,
+    /// Their weight bits.
+    pub bits: Vec<u32>,
+    /// Output error relative to the FP32 output energy, `Σ(ŷ − y)² / Σy²`, before.
+    pub error_before: f64,
+    /// The same after.
+    pub error_after: f64,
+    /// Seconds spent on it.
+    pub seconds: f64,
+}
+
+/// What [`reconstruct`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconstructReport {
+    /// Settings.
+    pub config: ReconstructConfig,
+    /// Calibration images used.
+    pub images: usize,
+    /// Per unit with weight layers, in network order.
+    pub units: Vec<UnitRecord>,
+    /// Relative error of the network output before and after.
+    pub output_error: (f64, f64),
+    /// Seconds in all.
+    pub seconds: f64,
+}
+
+/// Whether reconstruction is worth running by default: some weight or activation below 8 bits.
+pub fn needed(q: &QuantizedModel) -> bool {
+    q.weights.iter().any(|w| w.bits < 8) || q.activations.iter().any(|a| a.bits < 8)
+}
+
+/// Steps [`reconstruct`] reports through its callback, for a progress bar.
+pub fn steps(q: &QuantizedModel, cfg: &ReconstructConfig) -> u64 {
+    let units = partition(&q.graph, cfg).iter().filter(|u| !u.layers.is_empty()).count() as u64;
+    match cfg.method {
+        Method::Off => 0,
+        Method::BiasCorrection => units,
+        Method::AdaRound | Method::Brecq => units * cfg.iters as u64 + if cfg.bias_first { units } else { 0 },
+    }
+}
+
+fn partition(g: &Graph, cfg: &ReconstructConfig) -> Vec<Unit> {
+    match cfg.method {
+        Method::Brecq => blocks::partition(g, Granularity::Block { max_layers: cfg.max_block_layers }),
+        _ => blocks::partition(g, Granularity::Layer),
+    }
+}
+
+/// The FP32 twin of the quantized graph: the same nodes and values, every FakeQuant an Identity and every
+/// weight and bias the folded FP32 one, so that a unit's node range means the same in both.
+fn fp32_twin(graph: &Graph, q: &QuantizedModel) -> Result<Graph> {
+    let mut folded = graph.clone();
+    passes::fold_batch_norm(&mut folded);
+    let by_name: HashMap<&str, usize> = folded.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let mut fp = q.graph.clone();
+    for n in &mut fp.nodes {
+        if matches!(n.op, Op::FakeQuant(_)) {
+            n.op = Op::Identity;
+        }
+    }
+    for w in &q.weights {
+        let node = &q.graph.nodes[w.node];
+        let src = by_name.get(node.name.as_str()).map(|&i| &folded.nodes[i]).ok_or_else(|| Error::Invalid(format!("reconstruction: layer '{}' is not in the FP32 model", w.layer)))?;
+        for k in [1, 2] {
+            let (Some(dst), Some(orig)) = (node.input(k), src.input(k)) else { continue };
+            let t = folded.constant(orig).ok_or_else(|| Error::Invalid(format!("reconstruction: input {k} of '{}' is not a constant", w.layer)))?;
+            fp.consts.insert(dst, t.clone());
+        }
+    }
+    Ok(fp)
+}
+
+/// Reconstructs `q` (from `graph`, the FP32 model it was quantized from) on `calib` (`[N, C, H, W]`), in
+/// place: learned weights, step sizes and corrected biases, re-quantized biases. `step` counts
+/// [`steps`].
+pub fn reconstruct(graph: &Graph, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], cfg: &ReconstructConfig, step: &mut dyn FnMut(u64)) -> Result<ReconstructReport> {
+    cfg.validate()?;
+    let start = Instant::now();
+    let mut report = ReconstructReport { config: cfg.clone(), images: shape[0], units: Vec::new(), output_error: (0.0, 0.0), seconds: 0.0 };
+    if cfg.method == Method::Off {
+        return Ok(report);
+    }
+    let &[_] = q.graph.inputs.as_slice() else {
+        return Err(Error::Invalid(format!("reconstruction needs a model with one input, this one has {}", q.graph.inputs.len())));
+    };
+    if calib.len() != shape.iter().product::<usize>() || shape[0] == 0 {
+        return Err(Error::Invalid(format!("reconstruction: {} calibration values do not make a {shape:?} batch", calib.len())));
+    }
+    let fp = fp32_twin(graph, q)?;
+    let fp_plan = Plan::new(fp.clone(), &device::inference())?;
+    let before = output_error(&fp_plan, &q.graph, calib, shape)?;
+    let mut done = 0u64;
+    let mut tick = |n: u64| {
+        done += n;
+        step(done)
+    };
+    if cfg.bias_first && cfg.method != Method::BiasCorrection {
+        correct_biases(&fp, &fp_plan, q, calib, shape, &mut report, &mut tick)?;
+    }
+    if cfg.method == Method::BiasCorrection {
+        correct_biases(&fp, &fp_plan, q, calib, shape, &mut report, &mut tick)?;
+    } else {
+        learn(&fp, &fp_plan, q, calib, shape, cfg, &mut report, &mut tick)?;
+    }
+    crate::quant::requantize_biases(q);
+    report.output_error = (before, output_error(&fp_plan, &q.graph, calib, shape)?);
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The network output's error relative to FP32 on the calibration data.
+fn output_error(fp_plan: &Plan, g: &Graph, calib: &[f32], shape: [usize; 4]) -> Result<f64> {
+    let fp = crate::quant::predict(fp_plan, calib, shape, 32)?;
+    let qp = crate::quant::predict(&Plan::new(g.clone(), &device::inference())?, calib, shape, 32)?;
+    let a = [cache::Batch { dims: vec![qp.len()], data: qp }];
+    let b = [cache::Batch { dims: vec![fp.len()], data: fp }];
+    Ok(relative_error(&a, &b))
+}
+
+/// Bias correction, layer by layer.
+fn correct_biases(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], report: &mut ReconstructReport, tick: &mut dyn FnMut(u64)) -> Result<()> {
+    let units = blocks::partition(&q.graph, Granularity::Layer);
+    let input = q.graph.inputs[0];
+    let (mut xq, mut xfp) = (Live::input(input, calib, shape), Live::input(input, calib, shape));
+    let mut plan = Plan::new(q.graph.clone(), &device::inference())?;
+    let none = HashMap::new();
+    for unit in &units {
+        let t0 = Instant::now();
+        let yfp = cache::run_unit(fp_plan, unit, &xfp, &none, None)?;
+        let mut yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
+        if let (&[node], [f], [y]) = (unit.layers.as_slice(), yfp.as_slice(), yq.as_slice()) {
+            let before = relative_error(&yq, &yfp);
+            let shift = bias::channel_shift(f, y);
+            if bias::add_to_bias(&mut q.graph, node, &shift)? {
+                plan = Plan::new(q.graph.clone(), &device::inference())?;
+                yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
+            }
+            report.units.push(record(q, unit, before, relative_error(&yq, &yfp), t0));
+            tick(1);
+        }
+        xq.advance(fp, unit, yq);
+        xfp.advance(fp, unit, yfp);
+    }
+    Ok(())
+}
+
+/// AdaRound or BRECQ, unit by unit.
+#[allow(clippy::too_many_arguments)]
+fn learn(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], cfg: &ReconstructConfig, report: &mut ReconstructReport, tick: &mut dyn FnMut(u64)) -> Result<()> {
+    let units = partition(&q.graph, cfg);
+    let input = q.graph.inputs[0];
+    let (mut xq, mut xfp) = (Live::input(input, calib, shape), Live::input(input, calib, shape));
+    let mut plan = Plan::new(q.graph.clone(), &device::inference())?;
+    let none = HashMap::new();
+    let by_node: HashMap<usize, usize> = q.weights.iter().enumerate().map(|(i, w)| (w.node, i)).collect();
+    for (k, unit) in units.iter().enumerate() {
+        let t0 = Instant::now();
+        let yfp = cache::run_unit(fp_plan, unit, &xfp, &none, None)?;
+        let mut yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
+        if !unit.layers.is_empty() {
+            let before = relative_error(&yq, &yfp);
+            let roundings = unit
+                .layers
+                .iter()
+                .filter_map(|n| by_node.get(n))
+                .map(|&i| {
+                    let w = &q.weights[i];
+                    let t = fp.constant(w.value).ok_or_else(|| Error::Invalid(format!("reconstruction: the weight of '{}' is not a constant", w.layer)))?;
+                    Ok(learn::Rounding::new(&t.to_f32_vec(), &t.shape, w))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let ad = Plan::new(q.graph.clone(), &device::autodiff())?;
+            let seed = cfg.seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut last = 0;
+            let learned = learn::learn_unit(&ad, unit, roundings, &xq, &xfp, &yfp, cfg, seed, &mut |it| {
+                tick((it - last) as u64);
+                last = it;
+            })?;
+            apply(q, &learned)?;
+            plan = Plan::new(q.graph.clone(), &device::inference())?;
+            yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
+            report.units.push(record(q, unit, before, relative_error(&yq, &yfp), t0));
+        }
+        xq.advance(fp, unit, yq);
+        xfp.advance(fp, unit, yfp);
+    }
+    Ok(())
+}
+
+/// Writes learned weights and step sizes into the quantized model (graph and records).
+fn apply(q: &mut QuantizedModel, learned: &learn::Learned) -> Result<()> {
+    for (value, w) in &learned.weights {
+        let t = q.graph.consts.get_mut(value).ok_or_else(|| Error::Invalid("reconstruction: a weight constant vanished".into()))?;
+        *t = crate::ir::HostTensor::f32(t.shape.clone(), w.clone());
+    }
+    for &(node, scale) in &learned.scales {
+        let name = q.graph.nodes[node].name.clone();
+        if let Op::FakeQuant(fq) = &mut q.graph.nodes[node].op {
+            fq.scale[0] = scale;
+            let a = q.activations.iter_mut().find(|a| format!("{}_quant", a.tensor) == name);
+            if let Some(a) = a {
+                a.qparams.scale = scale;
+                a.range = a.qparams.bounds();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record(q: &QuantizedModel, unit: &Unit, before: f64, after: f64, t0: Instant) -> UnitRecord {
+    let names: Vec<&str> = unit.layers.iter().map(|&n| q.graph.nodes[n].name.as_str()).collect();
+    let bits = names.iter().map(|n| q.weights.iter().find(|w| w.layer == *n).map_or(32, |w| w.bits)).collect();
+    UnitRecord { layers: names.iter().map(|s| s.to_string()).collect(), bits, error_before: before, error_after: after, seconds: t0.elapsed().as_secs_f64() }
+}
