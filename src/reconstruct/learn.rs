@@ -16,6 +16,7 @@
 //!   same way, so the learned rounding does not rely on its inputs being exact.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -25,6 +26,7 @@ use super::cache::{Batch, Live};
 use super::ReconstructConfig;
 use crate::distill::init::SplitMix64;
 use crate::distill::optim::Adam;
+use crate::engine::kernels::{self, FakeQuantParams};
 use crate::engine::{DynTensor, Plan, Value};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, Op, ValueId};
@@ -122,8 +124,21 @@ impl ActStep {
 }
 
 /// Fake quantization with a straight-through round: gradients pass to `x` inside the grid's range and
-/// to the step size as LSQ defines them. `mask` (0/1, QDrop) keeps the FP32 value where it is 0.
-fn ste_fake_quant(x: Tensor<1>, scale: Tensor<1>, a: &ActStep, mask: Option<Tensor<1>>) -> Tensor<1> {
+/// to the step size as LSQ defines them. Where `keep` (QDrop) is false the FP32 value passes. One fused
+/// kernel on the CPU device, burn's ops elsewhere (the reference it is tested against).
+fn ste_fake_quant(x: Tensor<1>, scale: Tensor<1>, a: &ActStep, keep: Option<Vec<bool>>) -> Tensor<1> {
+    if crate::engine::device::own_kernels(&x.device()) {
+        let p = FakeQuantParams { zero: a.zero, qmin: a.qmin, qmax: a.qmax, keep: Arc::new(keep.unwrap_or_default()) };
+        return kernels::fake_quant(x, scale, p);
+    }
+    let device = x.device();
+    let n = x.dims()[0];
+    let mask = keep.map(|k| Tensor::<1>::from_data(TensorData::new(k.into_iter().map(f32::from).collect::<Vec<_>>(), [n]), &device));
+    ste_fake_quant_burn(x, scale, a, mask)
+}
+
+/// [`ste_fake_quant`] in burn's ops; `mask` is 1 where the element is quantized.
+fn ste_fake_quant_burn(x: Tensor<1>, scale: Tensor<1>, a: &ActStep, mask: Option<Tensor<1>>) -> Tensor<1> {
     let n = x.dims()[0];
     let s = scale.expand([n]);
     let u = x.clone().div(s.clone());
@@ -135,9 +150,19 @@ fn ste_fake_quant(x: Tensor<1>, scale: Tensor<1>, a: &ActStep, mask: Option<Tens
     }
 }
 
-/// Bernoulli(p) as 0/1 floats from the seeded generator.
-fn bernoulli(n: usize, p: f32, rng: &mut SplitMix64) -> Vec<f32> {
-    (0..n).map(|_| if (rng.next_f64() as f32) < p { 1.0 } else { 0.0 }).collect()
+/// `n` draws of Bernoulli(p) from the seeded generator, 16 bits each (four per 64-bit draw: the masks
+/// cover every activation element at every iteration, so this is on the hot path).
+fn bernoulli(n: usize, p: f32, rng: &mut SplitMix64) -> Vec<bool> {
+    let threshold = (p.clamp(0.0, 1.0) * 65536.0) as u32;
+    let mut out = Vec::with_capacity(n + 3);
+    while out.len() < n {
+        let r = rng.next_u64();
+        for k in 0..4 {
+            out.push((((r >> (16 * k)) & 0xFFFF) as u32) < threshold);
+        }
+    }
+    out.truncate(n);
+    out
 }
 
 /// What learning a unit changed, for the caller to write into the quantized model.
@@ -191,8 +216,8 @@ pub fn learn_unit(
             let (dims, mut q) = xq.get(g, v)?.rows(idx);
             if let Some(p) = drop {
                 let (_, f) = xfp.get(g, v)?.rows(idx);
-                for (a, b) in q.iter_mut().zip(f) {
-                    if (rng.next_f64() as f32) >= p {
+                for ((a, b), quantized) in q.iter_mut().zip(f).zip(bernoulli(dims.iter().product(), p, &mut rng)) {
+                    if !quantized {
                         *a = b;
                     }
                 }
@@ -218,8 +243,8 @@ pub fn learn_unit(
             let Some(Value::F(x, shape)) = ins.first().and_then(|v| v.clone()) else { return None };
             let dims = x.dims();
             let flat = x.into_flat();
-            let mask = drop.map(|p| Tensor::<1>::from_data(TensorData::new(bernoulli(flat.dims()[0], p, &mut rng), [flat.dims()[0]]), &device));
-            let y = ste_fake_quant(flat, scales[&i].clone(), a, mask);
+            let keep = drop.map(|p| bernoulli(flat.dims()[0], p, &mut rng));
+            let y = ste_fake_quant(flat, scales[&i].clone(), a, keep);
             Some(DynTensor::R1(y).reshape(&dims).map(|t| vec![Value::F(t, shape)]))
         };
         let outs = plan.run_nodes(inputs, unit.nodes.clone(), &overrides, &unit.outputs, Some(&mut hook))?;
@@ -325,12 +350,44 @@ mod tests {
         // 0.6 → in range (round 1); 10 → clipped at qmax 7 (3.5).
         let x = Tensor::<1>::from_data(TensorData::new(vec![0.6f32, 10.0], [2]), &device).require_grad();
         let s = Tensor::<1>::from_data(TensorData::new(vec![0.5f32], [1]), &device).require_grad();
-        let y = ste_fake_quant(x.clone(), s.clone(), &a, None);
+        let y = ste_fake_quant_burn(x.clone(), s.clone(), &a, None);
         assert_eq!(host_of(y.clone().detach()), vec![0.5, 3.5]);
         let grads = y.sum().backward();
         // d/dx: 1 inside the range, 0 where clipped; d/ds: (round(x/s) − x/s) + (qmax − z) = (1 − 1.2) + 7.
         assert_eq!(host_of(x.grad(&grads).unwrap()), vec![1.0, 0.0]);
         let gs = host_of(s.grad(&grads).unwrap())[0];
         assert!((gs - 6.8).abs() < 1e-5, "{gs}");
+    }
+
+    /// The fused kernel gives burn's values and gradients, with and without a QDrop mask.
+    #[test]
+    fn fused_fake_quant_matches_burn() {
+        let device = crate::engine::device::autodiff();
+        let n = 3000;
+        let xs: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() * 3.0 + 0.01).collect();
+        let r: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
+        let a = ActStep { node: 0, scale: 0.3, zero: -3.0, qmin: -8.0, qmax: 7.0, learn: true, adam: Adam::new(1) };
+        for keep in [None, Some((0..n).map(|i| i % 3 != 0).collect::<Vec<bool>>())] {
+            let run = |fused: bool| {
+                let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &device).require_grad();
+                let s = Tensor::<1>::from_data(TensorData::new(vec![0.3f32], [1]), &device).require_grad();
+                let y = if fused {
+                    kernels::fake_quant(x.clone(), s.clone(), FakeQuantParams { zero: a.zero, qmin: a.qmin, qmax: a.qmax, keep: Arc::new(keep.clone().unwrap_or_default()) })
+                } else {
+                    let m = keep.clone().map(|k| Tensor::<1>::from_data(TensorData::new(k.into_iter().map(f32::from).collect::<Vec<_>>(), [n]), &device));
+                    ste_fake_quant_burn(x.clone(), s.clone(), &a, m)
+                };
+                let rt = Tensor::<1>::from_data(TensorData::new(r.clone(), [n]), &device);
+                let grads = y.clone().mul(rt).sum().backward();
+                (host_of(y.detach()), host_of(x.grad(&grads).unwrap()), host_of(s.grad(&grads).unwrap())[0])
+            };
+            let (fy, fdx, fds) = run(true);
+            let (by, bdx, bds) = run(false);
+            for i in 0..n {
+                assert!((fy[i] - by[i]).abs() < 1e-5, "y[{i}] {} vs {}", fy[i], by[i]);
+                assert!((fdx[i] - bdx[i]).abs() < 1e-6, "dx[{i}] {} vs {}", fdx[i], bdx[i]);
+            }
+            assert!((fds - bds).abs() <= 1e-3 * bds.abs().max(1.0), "ds {fds} vs {bds}");
+        }
     }
 }

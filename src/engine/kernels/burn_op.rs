@@ -27,6 +27,7 @@ use super::conv::{
     conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dParams,
 };
 use super::{bn_stats, elementwise};
+pub use super::elementwise::FakeQuantParams;
 
 /// Strides, padding, dilations and groups of a convolution: the part of [`Conv2dParams`] that the
 /// tensors' shapes do not give.
@@ -62,6 +63,10 @@ pub trait CpuKernels: burn::backend::Backend {
 
     /// `x` clamped to `[bounds.lo, bounds.hi]` (Relu, Clip), see [`super::elementwise::clamp_grad`].
     fn zeroq_clamp(x: FloatTensor<Self>, bounds: ClampBounds) -> FloatTensor<Self>;
+
+    /// Per-tensor fake quantization of `x` with the one-element step size `scale`, straight-through
+    /// gradients to both (LSQ) and QDrop (see [`super::elementwise::fake_quant`]).
+    fn zeroq_fake_quant(x: FloatTensor<Self>, scale: FloatTensor<Self>, params: FakeQuantParams) -> FloatTensor<Self>;
 }
 
 /// Per-channel scale and shift of [`CpuKernels::zeroq_channel_affine`].
@@ -177,6 +182,33 @@ impl CpuKernels for Flex {
 
     fn zeroq_clamp(x: FlexTensor, b: ClampBounds) -> FlexTensor {
         shaped_like(with_f32(&x, |xs| elementwise::clamp(xs, b.lo, b.hi)), &x)
+    }
+
+    fn zeroq_fake_quant(x: FlexTensor, scale: FlexTensor, p: FakeQuantParams) -> FlexTensor {
+        let s = with_f32(&scale, |v| v.first().copied().unwrap_or(1.0));
+        shaped_like(with_f32(&x, |xs| elementwise::fake_quant(xs, s, &p)), &x)
+    }
+}
+
+/// The backward step of [`CpuKernels::zeroq_fake_quant`]; its state is the input, the step size and the
+/// parameters.
+#[derive(Debug)]
+struct FakeQuantBackward;
+
+impl Backward<Flex, 2> for FakeQuantBackward {
+    type State = (FlexTensor, f32, FakeQuantParams);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_s] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, s, p) = ops.state;
+        let (dx, ds) = with_f32(&x, |xs| with_f32(&dy, |g| elementwise::fake_quant_grad(xs, g, s, &p)));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, shaped_like(dx, &dy));
+        }
+        if let Some(node) = node_s {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(vec![ds], [1])));
+        }
     }
 }
 
@@ -338,6 +370,19 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             |x| Flex::zeroq_clamp(x, bounds),
         )
     }
+
+    fn zeroq_fake_quant(x: FloatTensor<Self>, scale: FloatTensor<Self>, p: FakeQuantParams) -> FloatTensor<Self> {
+        let prep = FakeQuantBackward.prepare::<C>([x.node(), scale.node()]).compute_bound().stateful();
+        let (x, scale) = (x.into_primitive(), scale.into_primitive());
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let s = with_f32(&scale, |v| v.first().copied().unwrap_or(1.0));
+                let y = Flex::zeroq_fake_quant(x.clone(), scale, p.clone());
+                prep.finish((x, s, p), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_fake_quant(x, scale, p)),
+        }
+    }
 }
 
 /// Records a one-input op on `Autodiff<Flex>`: `forward` on the input's primitive, and `backward` with the
@@ -391,6 +436,12 @@ pub fn clamp<const D: usize>(x: Tensor<D>, lo: f32, hi: f32) -> Tensor<D> {
         x.into_dispatch(),
         ClampBounds { lo, hi },
     ))
+}
+
+/// Per-tensor fake quantization of the flat `x` with the one-element step size `scale` through
+/// [`CpuKernels`], with straight-through gradients to `x` and LSQ's to `scale`; both on a flex device.
+pub fn fake_quant(x: Tensor<1>, scale: Tensor<1>, params: FakeQuantParams) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::zeroq_fake_quant(x.into_dispatch(), scale.into_dispatch(), params))
 }
 
 /// 2-D convolution through [`CpuKernels`]: `x` `[n, cin, h, w]`, `w` `[cout, cin/groups, kh, kw]`,

@@ -60,6 +60,71 @@ pub fn clamp_grad(x: &[f32], dy: &[f32], lo: f32, hi: f32) -> Vec<f32> {
     dx
 }
 
+/// Parameters of a per-tensor fake quantizer with QDrop (see [`fake_quant`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeQuantParams {
+    /// Zero point.
+    pub zero: f32,
+    /// Smallest integer.
+    pub qmin: f32,
+    /// Largest integer.
+    pub qmax: f32,
+    /// QDrop: where `false`, the element passes unquantized (empty: every element is quantized).
+    pub keep: std::sync::Arc<Vec<bool>>,
+}
+
+impl FakeQuantParams {
+    fn quantized(&self, i: usize) -> bool {
+        self.keep.is_empty() || self.keep[i]
+    }
+}
+
+/// `y = s·(clamp(⌊x/s⌉ + z, qmin, qmax) − z)` (round half to even), or `x` where QDrop keeps it: one
+/// pass instead of burn's dozen (divide, round, detach, add, clamp, subtract, multiply, and the QDrop mix).
+pub fn fake_quant(x: &[f32], s: f32, p: &FakeQuantParams) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(TASK).zip(x.par_chunks(TASK)).enumerate().for_each(|(t, (y, x))| {
+        for (j, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+            *y = if p.quantized(t * TASK + j) { s * ((x / s).round_ties_even() + p.zero).clamp(p.qmin, p.qmax) - s * p.zero } else { x };
+        }
+    });
+    y
+}
+
+/// The gradients of [`fake_quant`] with a straight-through round: `dx = dy` where the element passes or
+/// its integer is inside `[qmin, qmax]`, else 0; `ds = Σ dy·(⌊x/s⌉ − x/s)` inside the range and
+/// `Σ dy·(q − z)` where clamped, over the quantized elements (LSQ's step-size gradient).
+pub fn fake_quant_grad(x: &[f32], dy: &[f32], s: f32, p: &FakeQuantParams) -> (Vec<f32>, f32) {
+    let mut dx = vec![0f32; x.len()];
+    let ds: f64 = dx
+        .par_chunks_mut(TASK)
+        .zip(x.par_chunks(TASK).zip(dy.par_chunks(TASK)))
+        .enumerate()
+        .map(|(t, (d, (x, g)))| {
+            let mut acc = 0f64;
+            for (j, (d, (&x, &g))) in d.iter_mut().zip(x.iter().zip(g)).enumerate() {
+                if !p.quantized(t * TASK + j) {
+                    *d = g;
+                    continue;
+                }
+                let u = x / s;
+                let r = u.round_ties_even();
+                let q = r + p.zero;
+                if q < p.qmin {
+                    acc += (g * (p.qmin - p.zero)) as f64;
+                } else if q > p.qmax {
+                    acc += (g * (p.qmax - p.zero)) as f64;
+                } else {
+                    *d = g;
+                    acc += (g * (r - u)) as f64;
+                }
+            }
+            acc
+        })
+        .sum();
+    (dx, ds as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::{activation, Tensor, TensorData};

@@ -15,8 +15,8 @@ mod depthwise;
 mod elementwise;
 
 pub use burn_op::{
-    channel_affine, clamp, conv2d, stat_matching_loss, ChannelAffine, ClampBounds, ConvAttrs,
-    CpuKernels, StatTargets,
+    channel_affine, clamp, conv2d, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,
+    ConvAttrs, CpuKernels, FakeQuantParams, StatTargets,
 };
 pub use conv::{
     conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dParams,
