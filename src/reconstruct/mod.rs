@@ -123,6 +123,8 @@ impl ReconstructConfig {
 /// What happened to one unit.
 #[derive(Clone, Debug, Serialize)]
 pub struct UnitRecord {
+    /// The pass that learned it (bias correction runs before learned rounding with `bias_first`).
+    pub method: Method,
     /// Weight layers in it.
     pub layers: Vec<String>,
     /// Their weight bits.
@@ -261,7 +263,7 @@ fn correct_biases(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f
                 plan = Plan::new(q.graph.clone(), &device::inference())?;
                 yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
             }
-            report.units.push(record(q, unit, before, relative_error(&yq, &yfp), t0));
+            report.units.push(record(q, Method::BiasCorrection, unit, before, relative_error(&yq, &yfp), t0));
             tick(1);
         }
         xq.advance(fp, unit, yq);
@@ -305,7 +307,7 @@ fn learn(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shap
             apply(q, &learned)?;
             plan = Plan::new(q.graph.clone(), &device::inference())?;
             yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
-            report.units.push(record(q, unit, before, relative_error(&yq, &yfp), t0));
+            report.units.push(record(q, cfg.method, unit, before, relative_error(&yq, &yfp), t0));
         }
         xq.advance(fp, unit, yq);
         xfp.advance(fp, unit, yfp);
@@ -333,8 +335,8 @@ fn apply(q: &mut QuantizedModel, learned: &learn::Learned) -> Result<()> {
     Ok(())
 }
 
-fn record(q: &QuantizedModel, unit: &Unit, before: f64, after: f64, t0: Instant) -> UnitRecord {
+fn record(q: &QuantizedModel, method: Method, unit: &Unit, before: f64, after: f64, t0: Instant) -> UnitRecord {
     let names: Vec<&str> = unit.layers.iter().map(|&n| q.graph.nodes[n].name.as_str()).collect();
     let bits = names.iter().map(|n| q.weights.iter().find(|w| w.layer == *n).map_or(32, |w| w.bits)).collect();
-    UnitRecord { layers: names.iter().map(|s| s.to_string()).collect(), bits, error_before: before, error_after: after, seconds: t0.elapsed().as_secs_f64() }
+    UnitRecord { method, layers: names.iter().map(|s| s.to_string()).collect(), bits, error_before: before, error_after: after, seconds: t0.elapsed().as_secs_f64() }
 }
