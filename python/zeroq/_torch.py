@@ -5,6 +5,7 @@ here, when a module is given."""
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Sequence
 
 
@@ -40,7 +41,12 @@ def export_torch(module: Any, input_shape: Sequence[int], path: "str | os.PathLi
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The exporter warns that TorchScript export is legacy and that constant folding in
+            # PRESERVE mode may change trainable parameters: it cannot here, the module is in eval mode.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", message=r".*constant folding be turned off.*")
             torch.onnx.export(
                 module,
                 (torch.zeros(shape, dtype=dtype, device=device),),
