@@ -28,6 +28,12 @@ use zeroq::data::{Dataset, Preprocess};
 
 use cli::output::{Host, Output};
 
+// As in the binary (src/main.rs): mimalloc keeps the kernels' large temporary buffers instead of
+// returning them to the OS and page-faulting them in again on every layer. It serves the Rust side
+// of the extension only; Python's objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pyo3::create_exception!(_zeroq, ZeroqError, PyException, "A zeroq command failed; the message is the CLI's one-line error.");
 
 /// The panic payload that carries a Python exception (Ctrl-C, or the progress callback's) out of a
