@@ -71,6 +71,8 @@ class Report:
         return copy.deepcopy(self._data)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # unset slots (copy, pickle) must not recurse into _data
+            raise AttributeError(name)
         try:
             value = self._data[name]
         except KeyError:
