@@ -197,6 +197,16 @@ def test_progress_callback_sees_every_step():
     assert all(e["stage"] == "distill" and e["total"] == 5 for e in steps)
 
 
+def test_messages_reach_a_replaced_sys_stderr(monkeypatch, tmp_path):
+    # As in a notebook, where sys.stderr is not the process's stderr: the CLI's lines go to sys.stderr.
+    import io
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    zeroq.run(RESNET20, tmp_path / "run", batch=2, iters=3)
+    lines = sys.stderr.getvalue().splitlines()
+    assert any(line.startswith("[1/") and "load" in line for line in lines), lines
+
+
 def test_ctrl_c_during_distill_leaves_nothing_behind(tmp_path):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     out.mkdir()

@@ -183,6 +183,9 @@ def _call(command: str, func: str, model: Any, options: Dict[str, Any], fixed: D
     input_shape = options.pop("input_shape", None)
     callback: Optional[Callable[[Dict[str, Any]], Any]] = progress if callable(progress) else None
     quiet = progress is not True
+    if progress is True and not _stderr_is_fd2():
+        # A notebook: what the CLI would print on stderr goes to sys.stderr (shown in the cell) instead.
+        callback, quiet = _write_messages, True
     for name in fixed:
         if name in options:
             raise TypeError(f"{func}() got multiple values for argument '{name}'")
@@ -195,6 +198,18 @@ def _call(command: str, func: str, model: Any, options: Dict[str, Any], fixed: D
         argv += _model_args(model, input_shape, tmp)
         out = _zeroq.run(argv, quiet, callback, images)
     return None if out is None else json.loads(out)
+
+
+def _stderr_is_fd2() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+def _write_messages(event: Dict[str, Any]) -> None:
+    if event["kind"] == "message" and sys.stderr is not None:
+        sys.stderr.write(event["text"] + "\n")
 
 
 def _cli_default(o: Dict[str, Any]) -> Any:
