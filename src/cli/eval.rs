@@ -60,7 +60,7 @@ pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     if a.crop.is_some() {
         pre.crop = a.crop;
     }
-    let ds = data::open_dataset(&a.data, pre)?;
+    let ds = out.open_dataset(&a.data, pre)?;
     let idx = data::strided_subset(ds.len(), a.limit);
     let plan = Plan::for_inference(g)?;
     let pb = out.progress(idx.len() as u64, "eval");

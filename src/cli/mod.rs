@@ -7,7 +7,7 @@ mod eval;
 mod export_onnx;
 mod inspect;
 mod model_arg;
-mod output;
+pub(crate) mod output;
 mod preprocess_arg;
 mod quant_args;
 mod quantize;
@@ -68,18 +68,23 @@ pub fn ensure_limit(limit: Option<usize>) -> anyhow::Result<()> {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Output::new(cli.quiet, cli.json);
+    run_with(cli, &out)
+}
+
+/// Runs the parsed command with `out` (the Python package passes one with its host).
+pub fn run_with(cli: Cli, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(cli.threads != Some(0), "--threads 0 gives no thread to run on: give N ≥ 1, or leave --threads out to use every core");
     zeroq::engine::device::set_threads(cli.threads);
-    let out = Output::new(cli.quiet, cli.json);
     match cli.command {
-        Command::Inspect(a) => inspect::run(a, &out),
-        Command::Eval(a) => eval::run(a, &out),
-        Command::Distill(a) => distill::run(a, &out),
-        Command::Run(a) => run::run(a, &out),
-        Command::Sensitivity(a) => sensitivity::run(a, &out),
-        Command::Pareto(a) => sensitivity::run_pareto(a, &out),
-        Command::Quantize(a) => quantize::run(a, &out),
-        Command::Zoo(a) => zoo::run(a, &out),
-        Command::ExportOnnx(a) => export_onnx::run(a, &out),
+        Command::Inspect(a) => inspect::run(a, out),
+        Command::Eval(a) => eval::run(a, out),
+        Command::Distill(a) => distill::run(a, out),
+        Command::Run(a) => run::run(a, out),
+        Command::Sensitivity(a) => sensitivity::run(a, out),
+        Command::Pareto(a) => sensitivity::run_pareto(a, out),
+        Command::Quantize(a) => quantize::run(a, out),
+        Command::Zoo(a) => zoo::run(a, out),
+        Command::ExportOnnx(a) => export_onnx::run(a, out),
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use zeroq::data;
 use zeroq::distill::DistillConfig;
 use zeroq::pareto::fmt_bytes;
@@ -13,6 +13,7 @@ use zeroq::sensitivity::SensitivityConfig;
 
 use super::model_arg::ModelArgs;
 use super::quant_args::{check_budget, MixedArgs, QuantArgs, ReconstructArgs};
+use super::output::Bar;
 use super::Output;
 
 /// Arguments of `zeroq run`.
@@ -60,7 +61,7 @@ pub struct RunArgs {
 /// tenth of a long stage instead, with the ETA.
 struct StageProgress<'a> {
     out: &'a Output,
-    bar: ProgressBar,
+    bar: Bar,
     label: String,
     steps: u64,
     started: std::time::Instant,
@@ -126,7 +127,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     // Refuse an occupied folder before the work, create it only once the model has loaded and fits.
     check_out_dir(&a.out, a.force)?;
 
-    let mut progress = StageProgress { out, bar: ProgressBar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
+    let mut progress = StageProgress { out, bar: Bar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
     let low = matches!(wbits, WeightBits::Mixed(_) | WeightBits::Uniform(0..=7)) || quant.abits.is_some_and(|b| b < 8);
     let reconstruct = a.recon.config(low, a.seed)?;
     let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some(), reconstruct.is_some()));

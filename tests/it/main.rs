@@ -10,6 +10,7 @@ mod gradient;
 mod hostile;
 mod onnxruntime;
 mod preprocessing;
+mod python;
 mod quantize;
 mod reconstruct;
 mod run;
