@@ -109,7 +109,9 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let mut cfg = a.quant.config(vec![a.wbits])?;
     let abits = cfg.abits;
     let budget = a.mixed.budget()?;
-    a.recon.config(true, a.seed)?;
+    a.recon.validate()?;
+    let low_request = budget.is_some() || a.wbits < 8 || cfg.abits.is_some_and(|b| b < 8);
+    a.quant.default_weight_range(&mut cfg, a.recon.method(low_request).is_some());
     let mut g = a.model.load()?;
     zeroq::quant::require_weight_layers(&g)?;
     let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut cfg)?;
@@ -147,7 +149,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     };
     let mut q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
     let low = cfg.wbits.iter().any(|&b| b < 8) || cfg.abits.is_some_and(|b| b < 8);
-    let reconstruction = match a.recon.config(low, a.seed)? {
+    let reconstruction = match a.recon.config(low, a.seed, &g, calib_shape[0])? {
         Some(rc) => {
             out.say(format!("reconstructing ({}, {} iterations per block, batch {})…", rc.method.name(), rc.iters, rc.batch.min(calib_shape[0])));
             let pb = out.progress(zeroq::reconstruct::steps(&q, &rc), "reconstruct");

@@ -129,8 +129,9 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
 
     let mut progress = StageProgress { out, bar: Bar::hidden(), label: String::new(), steps: 0, started: std::time::Instant::now(), last_tenth: 0 };
     let low = matches!(wbits, WeightBits::Mixed(_) | WeightBits::Uniform(0..=7)) || quant.abits.is_some_and(|b| b < 8);
-    let reconstruct = a.recon.config(low, a.seed)?;
-    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some(), reconstruct.is_some()));
+    a.recon.validate()?;
+    a.quant.default_weight_range(&mut quant, a.recon.method(low).is_some());
+    let mut timeline = Timeline::new(&mut progress, 1 + pipeline::stage_count(a.eval.is_some(), a.recon.method(low).is_some()));
     let mut g = timeline.stage("load", None, |_| Ok(a.model.load()))??;
     let preprocess = a.quant.preprocess(&mut g, &a.model.display(), &mut quant)?;
     let eval_data = a.eval.as_deref().map(|spec| data::open_dataset(spec, preprocess.clone())).transpose()?;
@@ -140,6 +141,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     zeroq::model::require_batch_norm(&g, "zeroq run (ZeroQ distils data from BatchNorm statistics)")?;
     prepare_out_dir(&a.out, a.force)?;
     let (batch, iters) = super::distill::sized(&g, a.batch, a.iters)?;
+    let reconstruct = a.recon.config(low, a.seed, &g, batch)?;
     let cfg = RunConfig {
         distill: DistillConfig { batch, iters, seed: a.seed, ..DistillConfig::default() },
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },

@@ -95,6 +95,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::Invalid(format!("cannot write {}: the folder {} does not exist; create it first", path.display(), dir.display())));
     }
+    // Renaming over a device, a folder or a pipe would replace it (as root, `-o /dev/null` would
+    // delete the device); only a regular file, or nothing, may be at the target.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::Invalid(format!("cannot write {}: it exists and is not a regular file; choose another output path", path.display())));
+        }
+    }
     std::fs::write(&tmp, bytes).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
@@ -108,6 +115,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_refuses_what_is_not_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("zeroq-write-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let err = write_atomic(&dir.join("sub"), b"x").unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(dir.join("sub").is_dir(), "the folder is untouched");
+        write_atomic(&dir.join("f"), b"x").unwrap();
+        write_atomic(&dir.join("f"), b"y").unwrap();
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"y");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn strided_subset_spreads_over_classes() {

@@ -83,6 +83,9 @@ pub struct ReconstructConfig {
     pub bias_first: bool,
     /// Most weight layers in a plain block.
     pub max_block_layers: usize,
+    /// Keep a block's learned rounding only when it lowers the block's output error on the calibration
+    /// data (fully quantized); otherwise the block stays as it was.
+    pub keep_if_better: bool,
     /// Seed of the minibatch order and the QDrop masks.
     pub seed: u64,
 }
@@ -102,8 +105,9 @@ impl ReconstructConfig {
             beta: (20.0, 2.0),
             qdrop: brecq.then_some(0.5),
             learn_act_scales: brecq,
-            bias_first: false,
+            bias_first: matches!(method, Method::AdaRound | Method::Brecq),
             max_block_layers: 4,
+            keep_if_better: true,
             seed: 0,
         }
     }
@@ -131,8 +135,12 @@ pub struct UnitRecord {
     pub bits: Vec<u32>,
     /// Output error relative to the FP32 output energy, `Σ(ŷ − y)² / Σy²`, before.
     pub error_before: f64,
-    /// The same after.
+    /// The same after (the learned error when it was kept, else the error before).
     pub error_after: f64,
+    /// The error the learned block had, kept or not.
+    pub error_learned: f64,
+    /// Whether the learned weights and steps were kept (they are not when they made the block worse).
+    pub kept: bool,
     /// Seconds spent on it.
     pub seconds: f64,
 }
@@ -150,6 +158,22 @@ pub struct ReconstructReport {
     pub output_error: (f64, f64),
     /// Seconds in all.
     pub seconds: f64,
+}
+
+/// Activation elements (weight-layer outputs, per image, times images per iteration, times iterations)
+/// a reconstruction may cost by default. One iteration of every block is about one forward and two
+/// backward passes of the whole network on the batch, so the time follows this count, as distillation's
+/// does ([`crate::distill::budget`]); a count rather than a timing gives the same model the same
+/// defaults, and so the same bytes, on every machine. Sized so that the CIFAR ResNets get 500 iterations
+/// at batch 32 (ResNet20: about 3 minutes on 2 cores) and EfficientNet-Lite0 on its 12 distilled images
+/// about 150 (about 6 minutes): on Lite0 W4A8, 300 iterations gained 0.4 points over 100 (QUANTIZATION.md).
+pub const ITERATION_BUDGET: f64 = 1.2e10;
+
+/// Default iterations per block for a model with `per_image` weight-layer output elements, learning on
+/// `batch` images per iteration: what [`ITERATION_BUDGET`] allows, between 100 and 500.
+pub fn default_iters(per_image: f64, batch: usize) -> usize {
+    let fit = ITERATION_BUDGET / (per_image.max(1.0) * batch.max(1) as f64);
+    (fit.floor() as usize).clamp(100, 500)
 }
 
 /// Whether reconstruction is worth running by default: some weight or activation below 8 bits.
@@ -304,10 +328,24 @@ fn learn(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shap
                 tick((it - last) as u64);
                 last = it;
             })?;
+            // Keep what was learned only if the block, fully quantized, is closer to FP32 than before:
+            // too few iterations can leave roundings undecided, and hardening them then costs more than
+            // it gains.
+            let (graph_before, acts_before) = (q.graph.clone(), q.activations.clone());
             apply(q, &learned)?;
-            plan = Plan::new(q.graph.clone(), &device::inference())?;
-            yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
-            report.units.push(record(q, cfg.method, unit, before, relative_error(&yq, &yfp), t0));
+            let learned_plan = Plan::new(q.graph.clone(), &device::inference())?;
+            let y_learned = cache::run_unit(&learned_plan, unit, &xq, &none, None)?;
+            let after = relative_error(&y_learned, &yfp);
+            let kept = !cfg.keep_if_better || after < before;
+            if kept {
+                (plan, yq) = (learned_plan, y_learned);
+            } else {
+                (q.graph, q.activations) = (graph_before, acts_before);
+            }
+            let mut rec = record(q, cfg.method, unit, before, if kept { after } else { before }, t0);
+            rec.kept = kept;
+            rec.error_learned = after;
+            report.units.push(rec);
         }
         xq.advance(fp, unit, yq);
         xfp.advance(fp, unit, yfp);
@@ -338,5 +376,21 @@ fn apply(q: &mut QuantizedModel, learned: &learn::Learned) -> Result<()> {
 fn record(q: &QuantizedModel, method: Method, unit: &Unit, before: f64, after: f64, t0: Instant) -> UnitRecord {
     let names: Vec<&str> = unit.layers.iter().map(|&n| q.graph.nodes[n].name.as_str()).collect();
     let bits = names.iter().map(|n| q.weights.iter().find(|w| w.layer == *n).map_or(32, |w| w.bits)).collect();
-    UnitRecord { method, layers: names.iter().map(|s| s.to_string()).collect(), bits, error_before: before, error_after: after, seconds: t0.elapsed().as_secs_f64() }
+    UnitRecord { method, layers: names.iter().map(|s| s.to_string()).collect(), bits, error_before: before, error_after: after, error_learned: after, kept: true, seconds: t0.elapsed().as_secs_f64() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_iterations_follow_the_model_cost() {
+        // CIFAR ResNets (0.19 M and 0.53 M weight-layer outputs per image) keep 500 at batch 32.
+        assert_eq!(default_iters(0.19e6, 32), 500);
+        assert_eq!(default_iters(0.53e6, 32), 500);
+        // EfficientNet-Lite0 (6.7 M) on 12 images: about 150.
+        assert!((140..=160).contains(&default_iters(6.7e6, 12)), "{}", default_iters(6.7e6, 12));
+        // Never below 100.
+        assert_eq!(default_iters(1e9, 32), 100);
+    }
 }

@@ -18,8 +18,7 @@ fn w4a4() -> (zeroq::ir::Graph, quant::QuantizedModel) {
 }
 
 /// W4A4 ResNet20, BRECQ with a short schedule (100 iterations per block): at least 2 points above round
-/// to nearest on the 10,000 test images, every block's output closer to FP32 than before, and ONNX
-/// Runtime gives zeroq's simulated prediction for ≥ 99.5% of the images.
+/// to nearest on the 10,000 test images, no block's output further from FP32 than before, and ONNX Runtime gives zeroq's simulated prediction for ≥ 99.5% of the images.
 #[test]
 fn brecq_w4a4_beats_round_to_nearest_and_exports_exactly() {
     let (g, rtn) = w4a4();
@@ -27,9 +26,17 @@ fn brecq_w4a4_beats_round_to_nearest_and_exports_exactly() {
     let mut q = w4a4().1;
     let cfg = ReconstructConfig { iters: 100, ..ReconstructConfig::new(Method::Brecq) };
     let r = reconstruct::reconstruct(&g, &mut q, &d.data, d.shape, &cfg, &mut |_| {}).expect("reconstruct");
-    assert_eq!(r.units.len(), 11, "stem, nine residual blocks, classifier: {:?}", r.units.iter().map(|u| &u.layers).collect::<Vec<_>>());
-    let worse: Vec<_> = r.units.iter().filter(|u| u.error_after > u.error_before * 1.05).collect();
-    assert!(worse.is_empty(), "blocks whose error grew: {worse:?}");
+    // Bias correction layer by layer first, then the blocks.
+    assert_eq!(r.units.iter().filter(|u| u.method == Method::BiasCorrection).count(), 20);
+    let blocks: Vec<_> = r.units.iter().filter(|u| u.method == Method::Brecq).collect();
+    assert_eq!(blocks.len(), 11, "stem, nine residual blocks, classifier: {:?}", blocks.iter().map(|u| &u.layers).collect::<Vec<_>>());
+    // A block whose learned rounding did not lower its error is left as it was (at 100 iterations after
+    // bias correction, about a third of them); none gets worse.
+    let kept = blocks.iter().filter(|u| u.kept).count();
+    assert!(kept >= 3, "only {kept} of 11 blocks improved: {blocks:?}");
+    for u in &blocks {
+        assert!(u.error_after <= u.error_before && (u.kept || u.error_learned >= u.error_before), "{u:?}");
+    }
     assert!(r.output_error.1 < r.output_error.0, "network output error {:?}", r.output_error);
 
     let (base, _) = top1(rtn.graph.clone());
@@ -83,7 +90,8 @@ fn reconstruction_is_deterministic_and_reported() {
     let rec = &r["reconstruction"];
     assert_eq!(rec["config"]["method"], "Brecq", "W4A4 reconstructs by default with BRECQ");
     let units = rec["units"].as_array().expect("units");
-    assert_eq!(units.len(), 11);
+    assert_eq!(units.iter().filter(|u| u["method"] == "Brecq").count(), 11);
+    assert_eq!(units.iter().filter(|u| u["method"] == "BiasCorrection").count(), 20, "biases are corrected first");
     for u in units {
         assert!(u["error_before"].as_f64().unwrap() > 0.0 && u["error_after"].as_f64().unwrap() > 0.0, "{u}");
     }
