@@ -72,15 +72,17 @@ impl Rounding {
         Self { value: wq.value, shape: shape.to_vec(), floor, scale, zero, qmin, qmax, v, adam: Adam::new(len) }
     }
 
-    fn constant(&self, data: &[f32], device: &Device) -> Tensor<1> {
-        Tensor::from_data(TensorData::new(data.to_vec(), [data.len()]), device)
+    /// `⌊W/s⌋`, `s` and `z` per weight on `device`: constant while the unit learns, so uploaded once.
+    fn grid(&self, device: &Device) -> [Tensor<1>; 3] {
+        [&self.floor, &self.scale, &self.zero].map(|d| Tensor::from_data(TensorData::new(d.clone(), [d.len()]), device))
     }
 
-    /// The tracked variables, h(V), and the soft-rounded weight shaped like the weight.
-    fn soft(&self, device: &Device) -> Result<(Tensor<1>, Tensor<1>, DynTensor)> {
-        let v = self.constant(&self.v, device).require_grad();
+    /// The tracked variables, h(V), and the soft-rounded weight shaped like the weight, on the grid's
+    /// device.
+    fn soft(&self, grid: &[Tensor<1>; 3]) -> Result<(Tensor<1>, Tensor<1>, DynTensor)> {
+        let [floor, scale, zero] = grid.clone();
+        let v = Tensor::<1>::from_data(TensorData::new(self.v.clone(), [self.v.len()]), &floor.device()).require_grad();
         let h = sigmoid(v.clone()).mul_scalar(ZETA - GAMMA).add_scalar(GAMMA).clamp(0.0, 1.0);
-        let (floor, scale, zero) = (self.constant(&self.floor, device), self.constant(&self.scale, device), self.constant(&self.zero, device));
         let w = floor.add(h.clone()).add(zero.clone()).clamp(self.qmin, self.qmax).sub(zero).mul(scale);
         Ok((v, h, DynTensor::R1(w).reshape(&self.shape)?))
     }
@@ -200,6 +202,7 @@ pub fn learn_unit(
     let mut at = n;
     let iters = cfg.iters.max(1);
     let warm = (cfg.warmup * iters as f32) as usize;
+    let grids: Vec<[Tensor<1>; 3]> = roundings.iter().map(|r| r.grid(&device)).collect();
     for it in 0..iters {
         // The next minibatch from a fresh shuffle each epoch.
         if at + batch > n {
@@ -226,8 +229,8 @@ pub fn learn_unit(
         }
         let mut overrides = HashMap::new();
         let mut soft = Vec::with_capacity(roundings.len());
-        for r in &roundings {
-            let (v, h, w) = r.soft(&device)?;
+        for (r, grid) in roundings.iter().zip(&grids) {
+            let (v, h, w) = r.soft(grid)?;
             overrides.insert(r.value, Value::float(w));
             soft.push((v, h));
         }
@@ -324,7 +327,7 @@ mod tests {
         let wq = layer(&w, 4, 4);
         let r = Rounding::new(&w, &[4, 6], &wq);
         let device = crate::engine::device::autodiff();
-        let (_, _, soft) = r.soft(&device).unwrap();
+        let (_, _, soft) = r.soft(&r.grid(&device)).unwrap();
         let soft = host_of(soft.into_flat().detach());
         // Exactly W where W is inside the grid's range; the channel's extremes, which the zero point's
         // rounding can push up to half a step outside, are clamped to it.

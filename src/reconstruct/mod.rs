@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::ir::{passes, Graph, Op};
 use crate::quant::QuantizedModel;
 use blocks::{Granularity, Unit};
-use cache::{relative_error, Live};
+use cache::{relative_error, Batch, Live};
 
 /// Which reconstruction runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -269,26 +269,32 @@ fn output_error(fp_plan: &Plan, g: &Graph, calib: &[f32], shape: [usize; 4]) -> 
     Ok(relative_error(&a, &b))
 }
 
-/// Bias correction, layer by layer.
-fn correct_biases(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], report: &mut ReconstructReport, tick: &mut dyn FnMut(u64)) -> Result<()> {
-    let units = blocks::partition(&q.graph, Granularity::Layer);
+/// Walks `units` in network order over the calibration images, holding the quantized and the FP32
+/// network's tensors at the current cut. For each unit with weight layers, `change` gets the unit, its
+/// tensors (quantized inputs, FP32 inputs, FP32 outputs, the quantized outputs as the model is now) and
+/// may change `q`; it returns the plan of the changed model with the unit's new quantized outputs, or
+/// `None` when it left the model as it was.
+#[allow(clippy::type_complexity)]
+fn walk(
+    fp: &Graph,
+    fp_plan: &Plan,
+    q: &mut QuantizedModel,
+    units: &[Unit],
+    calib: &[f32],
+    shape: [usize; 4],
+    mut change: impl FnMut(usize, &Unit, &mut QuantizedModel, &Live, &Live, &[Batch], &[Batch]) -> Result<Option<(Plan, Vec<Batch>)>>,
+) -> Result<()> {
     let input = q.graph.inputs[0];
     let (mut xq, mut xfp) = (Live::input(input, calib, shape), Live::input(input, calib, shape));
     let mut plan = Plan::new(q.graph.clone(), &device::inference())?;
     let none = HashMap::new();
-    for unit in &units {
-        let t0 = Instant::now();
+    for (k, unit) in units.iter().enumerate() {
         let yfp = cache::run_unit(fp_plan, unit, &xfp, &none, None)?;
         let mut yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
-        if let (&[node], [f], [y]) = (unit.layers.as_slice(), yfp.as_slice(), yq.as_slice()) {
-            let before = relative_error(&yq, &yfp);
-            let shift = bias::channel_shift(f, y);
-            if bias::add_to_bias(&mut q.graph, node, &shift)? {
-                plan = Plan::new(q.graph.clone(), &device::inference())?;
-                yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
+        if !unit.layers.is_empty() {
+            if let Some((p, y)) = change(k, unit, q, &xq, &xfp, &yfp, &yq)? {
+                (plan, yq) = (p, y);
             }
-            report.units.push(record(q, Method::BiasCorrection, unit, before, relative_error(&yq, &yfp), t0));
-            tick(1);
         }
         xq.advance(fp, unit, yq);
         xfp.advance(fp, unit, yfp);
@@ -296,61 +302,72 @@ fn correct_biases(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f
     Ok(())
 }
 
+/// Bias correction, layer by layer.
+fn correct_biases(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], report: &mut ReconstructReport, tick: &mut dyn FnMut(u64)) -> Result<()> {
+    let units = blocks::partition(&q.graph, Granularity::Layer);
+    let none = HashMap::new();
+    walk(fp, fp_plan, q, &units, calib, shape, |_, unit, q, xq, _, yfp, yq| {
+        let (&[node], [f], [y]) = (unit.layers.as_slice(), yfp, yq) else { return Ok(None) };
+        let t0 = Instant::now();
+        let before = relative_error(yq, yfp);
+        let changed = if bias::add_to_bias(&mut q.graph, node, &bias::channel_shift(f, y))? {
+            let plan = Plan::new(q.graph.clone(), &device::inference())?;
+            let y = cache::run_unit(&plan, unit, xq, &none, None)?;
+            Some((plan, y))
+        } else {
+            None
+        };
+        let after = changed.as_ref().map_or(before, |(_, y)| relative_error(y, yfp));
+        report.units.push(record(q, Method::BiasCorrection, unit, before, after, t0));
+        tick(1);
+        Ok(changed)
+    })
+}
+
 /// AdaRound or BRECQ, unit by unit.
 #[allow(clippy::too_many_arguments)]
 fn learn(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shape: [usize; 4], cfg: &ReconstructConfig, report: &mut ReconstructReport, tick: &mut dyn FnMut(u64)) -> Result<()> {
     let units = partition(&q.graph, cfg);
-    let input = q.graph.inputs[0];
-    let (mut xq, mut xfp) = (Live::input(input, calib, shape), Live::input(input, calib, shape));
-    let mut plan = Plan::new(q.graph.clone(), &device::inference())?;
     let none = HashMap::new();
     let by_node: HashMap<usize, usize> = q.weights.iter().enumerate().map(|(i, w)| (w.node, i)).collect();
-    for (k, unit) in units.iter().enumerate() {
+    walk(fp, fp_plan, q, &units, calib, shape, |k, unit, q, xq, xfp, yfp, yq| {
         let t0 = Instant::now();
-        let yfp = cache::run_unit(fp_plan, unit, &xfp, &none, None)?;
-        let mut yq = cache::run_unit(&plan, unit, &xq, &none, None)?;
-        if !unit.layers.is_empty() {
-            let before = relative_error(&yq, &yfp);
-            let roundings = unit
-                .layers
-                .iter()
-                .filter_map(|n| by_node.get(n))
-                .map(|&i| {
-                    let w = &q.weights[i];
-                    let t = fp.constant(w.value).ok_or_else(|| Error::Invalid(format!("reconstruction: the weight of '{}' is not a constant", w.layer)))?;
-                    Ok(learn::Rounding::new(&t.to_f32_vec(), &t.shape, w))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let ad = Plan::new(q.graph.clone(), &device::autodiff())?;
-            let seed = cfg.seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut last = 0;
-            let learned = learn::learn_unit(&ad, unit, roundings, &xq, &xfp, &yfp, cfg, seed, &mut |it| {
-                tick((it - last) as u64);
-                last = it;
-            })?;
-            // Keep what was learned only if the block, fully quantized, is closer to FP32 than before:
-            // too few iterations can leave roundings undecided, and hardening them then costs more than
-            // it gains.
-            let (graph_before, acts_before) = (q.graph.clone(), q.activations.clone());
-            apply(q, &learned)?;
-            let learned_plan = Plan::new(q.graph.clone(), &device::inference())?;
-            let y_learned = cache::run_unit(&learned_plan, unit, &xq, &none, None)?;
-            let after = relative_error(&y_learned, &yfp);
-            let kept = !cfg.keep_if_better || after < before;
-            if kept {
-                (plan, yq) = (learned_plan, y_learned);
-            } else {
-                (q.graph, q.activations) = (graph_before, acts_before);
-            }
-            let mut rec = record(q, cfg.method, unit, before, if kept { after } else { before }, t0);
-            rec.kept = kept;
-            rec.error_learned = after;
-            report.units.push(rec);
+        let before = relative_error(yq, yfp);
+        let roundings = unit
+            .layers
+            .iter()
+            .filter_map(|n| by_node.get(n))
+            .map(|&i| {
+                let w = &q.weights[i];
+                let t = fp.constant(w.value).ok_or_else(|| Error::Invalid(format!("reconstruction: the weight of '{}' is not a constant", w.layer)))?;
+                Ok(learn::Rounding::new(&t.to_f32_vec(), &t.shape, w))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ad = Plan::new(q.graph.clone(), &device::autodiff())?;
+        let seed = cfg.seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut last = 0;
+        let learned = learn::learn_unit(&ad, unit, roundings, xq, xfp, yfp, cfg, seed, &mut |it| {
+            tick((it - last) as u64);
+            last = it;
+        })?;
+        // Keep what was learned only if the block, fully quantized, is closer to FP32 than before:
+        // too few iterations can leave roundings undecided, and hardening them then costs more than
+        // it gains.
+        let (graph_before, acts_before) = (q.graph.clone(), q.activations.clone());
+        apply(q, &learned)?;
+        let learned_plan = Plan::new(q.graph.clone(), &device::inference())?;
+        let y_learned = cache::run_unit(&learned_plan, unit, xq, &none, None)?;
+        let after = relative_error(&y_learned, yfp);
+        let kept = !cfg.keep_if_better || after < before;
+        if !kept {
+            (q.graph, q.activations) = (graph_before, acts_before);
         }
-        xq.advance(fp, unit, yq);
-        xfp.advance(fp, unit, yfp);
-    }
-    Ok(())
+        let mut rec = record(q, cfg.method, unit, before, if kept { after } else { before }, t0);
+        rec.kept = kept;
+        rec.error_learned = after;
+        report.units.push(rec);
+        Ok(kept.then_some((learned_plan, y_learned)))
+    })
 }
 
 /// Writes learned weights and step sizes into the quantized model (graph and records).
