@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distillation benchmark: `zeroq distill` vs the PyTorch reference (bench/distill_peer.py) with the same
 # recipe (Gaussian init, seed 0, Adam lr 0.5, plateau 0.1/100/1e-4), same batch, iterations and threads, same
-# machine, back to back, over several models; then ResNet20 eval throughput vs ONNX Runtime.
+# machine, back to back, over several models; then ResNet20 eval and EfficientNet-Lite0 inference
+# throughput (benches/forward.rs) vs ONNX Runtime.
 # Prints one table: ms/iteration and peak RSS of both with the ratios zeroq/PyTorch, and the loss at the first
 # and last iteration (bench/distill_table.py); keeps the result under bench/runs/.
 # Needs: python3 -m pip install -r bench/requirements.txt, a release build (cargo build --release), and for the

@@ -6,7 +6,9 @@ bench/distill_peer.py with the same batch, iterations and threads. Each runs as 
 RSS is that process's (wait4's ru_maxrss). The PyTorch peer of a zoo or --arch model is the ONNX file
 `zeroq export-onnx` writes for it, converted with onnx2torch; ResNet20/56 use the native PyTorch model.
 Then, with --eval (default on), eval throughput on the 10,000 CIFAR-10 test images: `zeroq eval` on ResNet20
-(batch 250, its default) against ONNX Runtime on the same ONNX file (batches of 500, as bench/engine_peer.py).
+(batch 250, its default) against ONNX Runtime on the same ONNX file (batches of 500, as bench/engine_peer.py),
+and EfficientNet-Lite0 (zoo, exported to ONNX) inference on one fixed synthetic batch of 32 at 224²
+(benches/forward.rs against ONNX Runtime on the same file and input: no JPEG decoding in either timing).
 Prints one table (ratios zeroq/peer) and writes the JSON to the path given with --out.
 
 Usage (from the repo root, release build present):
@@ -100,6 +102,28 @@ def eval_row(threads, env):
             "zeroq_top1": z["top1"], "ort_top1": 100.0 * float((logits.argmax(1) == labels).mean())}
 
 
+def forward_row(name, onnx, batch, threads, iters, env):
+    """Inference images/s on one fixed synthetic batch: zeroq (benches/forward.rs) vs ONNX Runtime, back to back."""
+    import numpy as np
+
+    sys.path.insert(0, "bench")
+    from engine_peer import bench, ort_session
+
+    zq, _ = run(["cargo", "bench", "--quiet", "--bench", "forward", "--", onnx, "--batch", str(batch),
+                 "--iters", str(iters), "--threads", str(threads)], env)
+    z = json.loads(zq)
+    sess = ort_session(onnx, threads)
+    inp = sess.get_inputs()[0]
+    shape = [batch, *inp.shape[1:]]
+    # The same input as benches/forward.rs: ((i * 7919) % 1000) / 500 - 1 over the flat index.
+    i = np.arange(int(np.prod(shape)), dtype=np.int64)
+    x = (((i * 7919) % 1000).astype(np.float32) / 500.0 - 1.0).reshape(shape)
+    median, _ = bench(lambda: sess.run(None, {inp.name: x}), iters, warmup=2)
+    return {"case": name, "batch": batch, "zeroq_images_per_s": z["zeroq_images_per_s"],
+            "ort_images_per_s": batch * 1e3 / median, "zeroq_ms_per_batch": z["zeroq_ms_per_batch"],
+            "ort_ms_per_batch": median}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", default="resnet20,resnet56,lite0-b8,lite0-b32,mobilenetv2-b8")
@@ -150,6 +174,15 @@ def main():
               f"ONNX Runtime {e['ort_images_per_s']:.0f} images/s, "
               f"ratio {e['zeroq_images_per_s'] / e['ort_images_per_s']:.2f}x (higher is better); "
               f"top-1 {e['zeroq_top1']:.2f}% | {e['ort_top1']:.2f}%")
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx = os.path.join(tmp, "lite0.onnx")
+            subprocess.run([ZEROQ, "export-onnx", "--zoo", "efficientnet-lite0", "-o", onnx], check=True,
+                           stdout=subprocess.DEVNULL)
+            f = forward_row("lite0", onnx, 32, a.threads, max(3, min(a.iters, 10)), env)
+        result["eval_lite0"] = f
+        print(f"eval EfficientNet-Lite0 224², batch 32, synthetic input: zeroq {f['zeroq_images_per_s']:.1f} images/s, "
+              f"ONNX Runtime {f['ort_images_per_s']:.1f} images/s, "
+              f"ratio {f['zeroq_images_per_s'] / f['ort_images_per_s']:.2f}x (higher is better)")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shape = [batch, 3, 32, 32];
     let x: Vec<f32> = (0..batch * 3 * 32 * 32).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
 
-    let inf = Plan::for_inference(graph.clone())?;
+    let inf = Plan::for_eval(graph.clone())?;
     let mut fwd = Vec::new();
     for i in 0..iters + 3 {
         let t = Instant::now();

@@ -35,7 +35,7 @@ impl Ctx {
     fn top1(&self, wbits: Vec<u32>, abits: Option<u32>) -> Res<f64> {
         let cfg = QuantConfig { wbits, abits, weight_range: self.weight_range, placement: self.placement, input_range: Some(Preprocess::cifar10().input_range()), ..QuantConfig::uniform(8, abits) };
         let q = quant::quantize(&self.graph, &self.calib.0, self.calib.1, &cfg)?;
-        Ok(zeroq::eval::evaluate(&Plan::for_inference(q.graph)?, &self.test, &self.idx, 100, false, &mut |_, _| {})?.top1)
+        Ok(zeroq::eval::evaluate(&Plan::for_eval(q.graph)?, &self.test, &self.idx, 100, false, &mut |_, _| {})?.top1)
     }
 }
 
@@ -95,7 +95,7 @@ fn main() -> Res<()> {
     let front = Frontier::new(&sens)?;
     let sens_s = t.elapsed().as_secs_f64();
     let params = sens.total_params();
-    let fp32 = zeroq::eval::evaluate(&Plan::for_inference(ctx.graph.clone())?, &ctx.test, &ctx.idx, 100, false, &mut |_, _| {})?.top1;
+    let fp32 = zeroq::eval::evaluate(&Plan::for_eval(ctx.graph.clone())?, &ctx.test, &ctx.idx, 100, false, &mut |_, _| {})?.top1;
     let label = format!(
         "{name}, {placement:?} placement, {weight_range:?} weights, candidates {candidates:?}{}, {} test images",
         if in_context { ", Ω in context" } else { "" },

@@ -334,8 +334,8 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
             Some((lo, hi)) => holdout.iter().map(|v| v.clamp(lo, hi)).collect(),
             None => holdout.to_vec(),
         };
-        let fp = quant::predict(&Plan::for_inference(graph.clone())?, &holdout, calib_shape, 32)?;
-        let qp = quant::predict(&Plan::for_inference(exported.clone())?, &holdout, calib_shape, 32)?;
+        let fp = quant::predict(&Plan::for_eval(graph.clone())?, &holdout, calib_shape, 32)?;
+        let qp = quant::predict(&Plan::for_eval(exported.clone())?, &holdout, calib_shape, 32)?;
         let classes = fp.len() / half.max(1);
         Ok(eval::agreement(&fp, &qp, classes))
     })?;
@@ -344,8 +344,8 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     let accuracy = match eval_set {
         Some(set) => Some(timeline.stage("evaluate", Some(2 * set.idx.len() as u64), |step| {
             let n = set.idx.len() as u64;
-            let fp = eval::evaluate(&Plan::for_inference(graph.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(done as u64))?;
-            let qq = eval::evaluate(&Plan::for_inference(exported.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(n + done as u64))?;
+            let fp = eval::evaluate(&Plan::for_eval(graph.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(done as u64))?;
+            let qq = eval::evaluate(&Plan::for_eval(exported.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(n + done as u64))?;
             Ok(Accuracy { dataset: set.data.describe(), images: fp.n, fp32_top1: fp.top1, quantized_top1: qq.top1, fp32_top5: fp.top5, quantized_top5: qq.top5 })
         })?),
         None => None,

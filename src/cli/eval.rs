@@ -62,7 +62,7 @@ pub fn run(a: EvalArgs, out: &Output) -> anyhow::Result<()> {
     }
     let ds = out.open_dataset(&a.data, pre)?;
     let idx = data::strided_subset(ds.len(), a.limit);
-    let plan = Plan::for_inference(g)?;
+    let plan = Plan::for_eval(g)?;
     let pb = out.progress(idx.len() as u64, "eval");
     let report = zeroq::eval::evaluate(&plan, ds.as_ref(), &idx, a.batch, a.save_logits.is_some(), &mut |d, _| pb.set_position(d as u64))
         .with_context(|| format!("evaluating {} on {}", a.model.display(), ds.describe()))?;

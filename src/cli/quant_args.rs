@@ -218,6 +218,14 @@ pub struct ReconstructArgs {
     /// Keep the calibrated activation steps (no LSQ).
     #[arg(long)]
     pub recon_no_lsq: bool,
+    /// Adam learning rate of the rounding variables (adaround, brecq); by default 5 / iterations, within
+    /// [0.001, 0.03].
+    #[arg(long, value_name = "LR")]
+    pub recon_lr: Option<f32>,
+    /// Weight of the regulariser that drives each rounding to up or down (adaround, brecq); by default
+    /// 0.01 from 500 iterations on, up to 0.1 at 150 and fewer.
+    #[arg(long, value_name = "L")]
+    pub recon_lambda: Option<f32>,
 }
 
 impl ReconstructArgs {
@@ -263,6 +271,12 @@ impl ReconstructArgs {
         }
         if let Some(p) = self.recon_qdrop {
             cfg.qdrop = (p < 1.0).then_some(p);
+        }
+        if let Some(lr) = self.recon_lr {
+            cfg.round_lr = Some(lr);
+        }
+        if let Some(l) = self.recon_lambda {
+            cfg.lambda = Some(l);
         }
         cfg.bias_first &= !self.recon_no_bias_first;
         cfg.learn_act_scales &= !self.recon_no_lsq;

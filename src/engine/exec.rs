@@ -64,6 +64,18 @@ impl Plan {
         Self::new(graph, &super::device::inference())
     }
 
+    /// [`Plan::for_inference`] with each Conv's following residual Add and Relu/Clip fused into it
+    /// ([`crate::ir::passes::fuse_conv_epilogues`]): the fastest plan for running whole graphs (`eval`,
+    /// predictions). Its nodes and intermediate values differ from the graph given, so partial runs
+    /// and taps belong on [`Plan::for_inference`].
+    pub fn for_eval(mut graph: Graph) -> Result<Self> {
+        crate::ir::passes::fold_batch_norm(&mut graph);
+        if std::env::var_os("ZEROQ_NO_FUSION").is_none() {
+            crate::ir::passes::fuse_conv_epilogues(&mut graph);
+        }
+        Self::new(graph, &super::device::inference())
+    }
+
     /// The graph this plan runs.
     pub fn graph(&self) -> &Graph {
         &self.graph

@@ -17,6 +17,68 @@ fn inv(msg: impl Into<String>) -> String {
     msg.into()
 }
 
+/// Input `i` when it is present.
+fn optional(inputs: &[Option<Value>], i: usize, f: &dyn Fn(usize) -> R<DynTensor>) -> R<Option<DynTensor>> {
+    match inputs.get(i).and_then(|v| v.as_ref()) {
+        Some(_) => f(i).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The output shape of Conv `c` on `x` with weight `w`, checked.
+fn conv_output(c: &crate::ir::Conv, x: &DynTensor, w: &DynTensor) -> R<[usize; 4]> {
+    let (xd, wdims) = (x.dims(), w.dims());
+    let (&[n, _, h, wd], &[cout, _, kh, kw]) = (xd.as_slice(), wdims.as_slice()) else {
+        return Err(inv(format!("Conv needs a 4-D input and weight, got {xd:?} and {wdims:?}")));
+    };
+    let pads = resolve_pads(c.auto_pad, c.pads, [h, wd], [kh, kw], c.strides, c.dilations);
+    check_window([h, wd], pads, [kh, kw], c.dilations)?;
+    let out = |i: usize, size: usize, k: usize| (size + pads[i] + pads[i + 2] - c.dilations[i] * (k - 1) - 1) / c.strides[i] + 1;
+    Ok([n, cout, out(0, h, kh), out(1, wd, kw)])
+}
+
+/// Conv of `x` with `w` and optional bias `b`, checked; `fused`: a residual added to the output and the
+/// clamp bounds after it (an inference plan's [`Op::FusedConv`]).
+fn convolve(c: &crate::ir::Conv, x: DynTensor, w: DynTensor, b: Option<DynTensor>, fused: Option<(Option<Tensor<4>>, f32, f32)>) -> R<Tensor<4>> {
+    let xt = x.into_r4("Conv").map_err(|e| e.to_string())?;
+    let w = w.into_r4("Conv weight").map_err(|e| e.to_string())?;
+    let [_, cin, h, wd] = xt.dims();
+    let [cout, cpg, kh, kw] = w.dims();
+    if c.group == 0 || cin != cpg * c.group || cout % c.group != 0 {
+        return Err(inv(format!(
+            "input has {cin} channels but the weight {:?} with group={} expects {}",
+            [cout, cpg, kh, kw],
+            c.group,
+            cpg * c.group
+        )));
+    }
+    let b = b.map(|b| b.into_flat());
+    if let Some(b) = &b {
+        if b.dims()[0] != cout {
+            return Err(inv(format!("bias has {} values for {cout} output channels", b.dims()[0])));
+        }
+    }
+    let pads = resolve_pads(c.auto_pad, c.pads, [h, wd], [kh, kw], c.strides, c.dilations);
+    check_window([h, wd], pads, [kh, kw], c.dilations)?;
+    let is_fused = fused.is_some();
+    let (residual, lo, hi) = fused.unwrap_or((None, f32::NEG_INFINITY, f32::INFINITY));
+    if super::device::own_kernels(&xt.device()) {
+        let attrs = ConvAttrs { strides: c.strides, pads, dilations: c.dilations, groups: c.group };
+        let b = b.unwrap_or_else(|| Tensor::zeros([cout], &xt.device()));
+        if !is_fused {
+            return Ok(kernels::conv2d(xt, w, b, attrs));
+        }
+        return Ok(kernels::conv2d_fused(xt, w, b, residual, attrs, lo, hi));
+    }
+    let opts = ConvOptions::new_with_padding(c.strides, [(pads[0], pads[2]), (pads[1], pads[3])], c.dilations, c.group);
+    let y = conv2d(xt, w, b, opts);
+    let y = match residual {
+        Some(r) => y.add(r),
+        None => y,
+    };
+    Ok(if lo > f32::NEG_INFINITY || hi < f32::INFINITY { y.clamp(lo, hi) } else { y })
+}
+
 /// Runs `op` on `inputs`. Errors are plain strings; the executor wraps them with the node's name.
 pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
     let x = |i: usize| -> R<&Value> {
@@ -30,37 +92,24 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
     };
     let one = |v: DynTensor| Ok(vec![Value::float(v)]);
     match op {
-        Op::Conv(c) => {
-            let xt = f(0)?.into_r4("Conv").map_err(|e| e.to_string())?;
-            let w = f(1)?.into_r4("Conv weight").map_err(|e| e.to_string())?;
-            let [_, cin, h, wd] = xt.dims();
-            let [cout, cpg, kh, kw] = w.dims();
-            if c.group == 0 || cin != cpg * c.group || cout % c.group != 0 {
-                return Err(inv(format!(
-                    "input has {cin} channels but the weight {:?} with group={} expects {}",
-                    [cout, cpg, kh, kw],
-                    c.group,
-                    cpg * c.group
-                )));
-            }
-            let b = match inputs.get(2).and_then(|v| v.as_ref()) {
-                Some(_) => Some(f(2)?.into_flat()),
-                None => None,
-            };
-            if let Some(b) = &b {
-                if b.dims()[0] != cout {
-                    return Err(inv(format!("bias has {} values for {cout} output channels", b.dims()[0])));
+        Op::Conv(c) => one(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, None)?)),
+        Op::FusedConv { conv: c, residual, lo, hi } => {
+            let r = if *residual { Some(f(3)?) } else { None };
+            let same_shape = |r: &DynTensor, y: [usize; 4]| r.dims() == y;
+            let [n, cout, ho, wo] = conv_output(c, &f(0)?, &f(1)?)?;
+            match r {
+                // A residual that broadcasts, rather than one of the output's shape, is added as its own op.
+                Some(r) if !same_shape(&r, [n, cout, ho, wo]) => {
+                    let y = Value::float(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, None)?));
+                    let Value::F(sum, _) = binary(&Op::Add, &y, &Value::float(r))? else { return Err(inv("the residual Add gave an integer tensor")) };
+                    let y = if *lo > f32::NEG_INFINITY || *hi < f32::INFINITY { dyn_map!(sum, t => t.clamp(*lo, *hi)) } else { sum };
+                    one(y)
+                }
+                r => {
+                    let r = r.map(|r| r.into_r4("the residual").map_err(|e| e.to_string())).transpose()?;
+                    one(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, Some((r, *lo, *hi)))?))
                 }
             }
-            let pads = resolve_pads(c.auto_pad, c.pads, [h, wd], [kh, kw], c.strides, c.dilations);
-            check_window([h, wd], pads, [kh, kw], c.dilations)?;
-            if super::device::own_kernels(&xt.device()) {
-                let attrs = ConvAttrs { strides: c.strides, pads, dilations: c.dilations, groups: c.group };
-                let b = b.unwrap_or_else(|| Tensor::zeros([cout], &xt.device()));
-                return one(DynTensor::R4(kernels::conv2d(xt, w, b, attrs)));
-            }
-            let opts = ConvOptions::new_with_padding(c.strides, [(pads[0], pads[2]), (pads[1], pads[3])], c.dilations, c.group);
-            one(DynTensor::R4(conv2d(xt, w, b, opts)))
         }
         Op::BatchNormalization { epsilon } => {
             let xt = f(0)?;

@@ -206,6 +206,7 @@ pub(crate) fn node_proto(g: &Graph, n: &Node, em: &mut Emitter) -> Result<()> {
         Op::ConstantOfShape(t) => attribute.push(AttributeProto { name: "value".into(), r#type: at::TENSOR, t: Some(host_tensor(t)), ..Default::default() }),
         Op::QuantizeLinear { axis, .. } | Op::DequantizeLinear { axis } => attribute.push(attr_i("axis", *axis)),
         Op::FakeQuant(_) => return Err(Error::node(&n.name, "FakeQuant", "is written by the QDQ exporter, not as a plain ONNX node")),
+        Op::FusedConv { .. } => return Err(Error::node(&n.name, "FusedConv", "exists only in inference plans; export the graph before fusing")),
         Op::Relu | Op::HardSwish | Op::Sigmoid | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::GlobalAveragePool | Op::MatMul | Op::Identity | Op::Range => {}
     }
     em.nodes.push(NodeProto { name: n.name.clone(), op_type, input, output, attribute, ..Default::default() });

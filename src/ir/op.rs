@@ -77,6 +77,10 @@ pub struct FakeQuant {
 #[allow(missing_docs)]
 pub enum Op {
     Conv(Conv),
+    /// A Conv with what followed it fused in (inference plans only, [`crate::ir::passes::fuse_conv_epilogues`];
+    /// never imported or exported). Inputs: X, W, B (optional), then the residual added to the output
+    /// when `residual`; the sum is clamped to `[lo, hi]` (infinite: no clamp).
+    FusedConv { conv: Conv, residual: bool, lo: f32, hi: f32 },
     /// Inference-mode batch norm. Inputs: X, scale, B, mean, var.
     BatchNormalization { epsilon: f32 },
     Relu,
@@ -142,6 +146,7 @@ impl Op {
     pub fn onnx_name(&self) -> &'static str {
         match self {
             Op::Conv(_) => "Conv",
+            Op::FusedConv { .. } => "FusedConv",
             Op::BatchNormalization { .. } => "BatchNormalization",
             Op::Relu => "Relu",
             Op::Clip { .. } => "Clip",

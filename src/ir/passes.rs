@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::graph::Graph;
+use super::graph::{Graph, ValueId};
 use super::op::Op;
 use super::tensor::HostTensor;
 
@@ -83,6 +83,91 @@ fn foldable_conv(g: &Graph, bn_idx: usize) -> Option<usize> {
         return None;
     }
     Some(p)
+}
+
+/// Fuses what follows a Conv into it, for inference: a residual `Add` whose other operand already
+/// exists when the Conv runs, then a `Relu` or `Clip`, each only when the Conv's (or the Add's) output
+/// has that one reader and is not a graph output. The fused node is an [`Op::FusedConv`] producing the
+/// last fused node's output, so its readers see the same value. Intermediate values disappear: run the
+/// result whole, never with taps. Returns how many Convs were fused.
+pub fn fuse_conv_epilogues(g: &mut Graph) -> usize {
+    let i_name = |g: &Graph, i: usize| g.nodes[i].name.clone();
+    let mut moved = HashSet::new();
+    let mut fused = 0;
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let Op::Conv(conv) = &g.nodes[i].op else {
+            i += 1;
+            continue;
+        };
+        let conv = conv.clone();
+        let single_reader = |g: &Graph, v: ValueId| -> Option<usize> {
+            match g.consumers(v).as_slice() {
+                [j] if !g.outputs.contains(&v) => Some(*j),
+                _ => None,
+            }
+        };
+        let mut out = g.nodes[i].outputs[0];
+        let mut drop = Vec::new();
+        let mut residual = None;
+        if let Some(j) = single_reader(g, out) {
+            let n = &g.nodes[j];
+            if let (Op::Add, [Some(a), Some(b)]) = (&n.op, n.inputs.as_slice()) {
+                let other = if *a == out { *b } else { *a };
+                if other != out && (*a == out || *b == out) {
+                    // The other operand must exist before the Conv runs. When it is computed between
+                    // the Conv and the Add (a shortcut branch listed after the main one), the Conv
+                    // moves down to just before the Add: only the Add reads its output, so the order
+                    // stays valid. The loop meets it again there.
+                    // A Conv moves at most once: when both operands of the Add are Convs, each would
+                    // otherwise move below the other forever; the second one met fuses the Add instead.
+                    let later = g.producer(other).is_some_and(|p| p > i);
+                    if later && moved.insert(i_name(g, i)) {
+                        let node = g.nodes.remove(i);
+                        g.nodes.insert(j - 1, node);
+                        continue;
+                    }
+                    if !later {
+                        residual = Some(other);
+                        out = n.outputs[0];
+                        drop.push(j);
+                    }
+                }
+            }
+        }
+        let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
+        if let Some(j) = single_reader(g, out) {
+            let bounds = match g.nodes[j].op {
+                Op::Relu => Some((0.0, f32::INFINITY)),
+                Op::Clip { min, max } => Some((min, max)),
+                _ => None,
+            };
+            if let Some((a, b)) = bounds.filter(|_| g.nodes[j].input(0) == Some(out)) {
+                (lo, hi) = (a, b);
+                out = g.nodes[j].outputs[0];
+                drop.push(j);
+            }
+        }
+        if drop.is_empty() {
+            i += 1;
+            continue;
+        }
+        let node = &mut g.nodes[i];
+        let mut inputs = vec![node.inputs[0], node.input(1), node.input(2)];
+        if let Some(r) = residual {
+            inputs.push(Some(r));
+        }
+        node.inputs = inputs;
+        node.op = Op::FusedConv { conv, residual: residual.is_some(), lo, hi };
+        node.outputs = vec![out];
+        drop.sort_unstable();
+        for &j in drop.iter().rev() {
+            g.nodes.remove(j);
+        }
+        fused += 1;
+        i += 1;
+    }
+    fused
 }
 
 /// Removes nodes whose outputs nobody reads (dead code), then constants nobody reads.

@@ -35,6 +35,11 @@ use crate::quant::WeightQuant;
 const ZETA: f32 = 1.1;
 const GAMMA: f32 = -0.1;
 
+/// `h(V)` on the host, as [`Rounding::soft`] computes it on the device.
+fn rectified_sigmoid(v: f32) -> f32 {
+    (1.0 / (1.0 + (-v).exp()) * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+}
+
 /// Rounding variables of one weight tensor.
 pub struct Rounding {
     /// The weight constant in the quantized graph.
@@ -173,6 +178,8 @@ pub struct Learned {
     pub weights: Vec<(ValueId, Vec<f32>)>,
     /// Learned step sizes per FakeQuant node.
     pub scales: Vec<(usize, f32)>,
+    /// Share of the roundings still undecided (`h(V)` within (0.05, 0.95)) when they were hardened.
+    pub undecided: f64,
 }
 
 /// Learns the rounding of every weight in `unit` and, when configured, the step sizes of its low-bit
@@ -202,6 +209,7 @@ pub fn learn_unit(
     let mut at = n;
     let iters = cfg.iters.max(1);
     let warm = (cfg.warmup * iters as f32) as usize;
+    let (round_lr, lambda) = (cfg.round_lr(), cfg.lambda());
     let grids: Vec<[Tensor<1>; 3]> = roundings.iter().map(|r| r.grid(&device)).collect();
     for it in 0..iters {
         // The next minibatch from a fresh shuffle each epoch.
@@ -266,11 +274,11 @@ pub fn learn_unit(
             });
         }
         let Some(mut loss) = loss else { return Err(Error::Invalid("reconstruction: the unit has no output".into())) };
-        if it >= warm && cfg.lambda > 0.0 {
+        if it >= warm && lambda > 0.0 {
             let t = (it - warm) as f32 / (iters - warm).max(1) as f32;
             let beta = cfg.beta.1 + (cfg.beta.0 - cfg.beta.1) * (1.0 - t).max(0.0);
             for (_, h) in &soft {
-                let reg = h.clone().mul_scalar(2.0).sub_scalar(1.0).abs().powf_scalar(beta).neg().add_scalar(1.0).sum().mul_scalar(cfg.lambda);
+                let reg = h.clone().mul_scalar(2.0).sub_scalar(1.0).abs().powf_scalar(beta).neg().add_scalar(1.0).sum().mul_scalar(lambda);
                 loss = loss.add(reg);
             }
         }
@@ -278,7 +286,7 @@ pub fn learn_unit(
         for (r, (v, _)) in roundings.iter_mut().zip(&soft) {
             if let Some(gv) = v.grad(&grads) {
                 let gv = host(gv.into_data())?;
-                r.adam.step(&mut r.v, &gv, cfg.round_lr);
+                r.adam.step(&mut r.v, &gv, round_lr);
             }
         }
         // LSQ's step sizes follow a cosine schedule to zero, relative to where each started.
@@ -297,7 +305,13 @@ pub fn learn_unit(
         }
         step(it + 1);
     }
+    let (mut open, mut all) = (0usize, 0usize);
+    for r in &roundings {
+        open += r.v.iter().filter(|&&v| (2.0 * rectified_sigmoid(v) - 1.0).abs() < 0.9).count();
+        all += r.v.len();
+    }
     Ok(Learned {
+        undecided: open as f64 / all.max(1) as f64,
         weights: roundings.iter().map(|r| (r.value, r.hard())).collect(),
         scales: acts.values().filter(|a| a.learn).map(|a| (a.node, a.scale)).collect(),
     })

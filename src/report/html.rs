@@ -87,15 +87,16 @@ pub fn render(r: &RunReport, c: &Charts) -> String {
             rc.output_error.1,
             rc.seconds
         );
-        h += "<details><summary>Table of blocks</summary><table><tr><th>#</th><th>pass</th><th>layers</th><th>bits</th><th>error before</th><th>error after</th><th>time (s)</th></tr>\n";
+        h += "<details><summary>Table of blocks</summary><table><tr><th>#</th><th>pass</th><th>layers</th><th>bits</th><th>error before</th><th>error after</th><th>undecided roundings</th><th>time (s)</th></tr>\n";
         for (i, u) in rc.units.iter().enumerate() {
             let bits = u.bits.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ");
             let after = if u.kept { format!("{:.4}", u.error_after) } else { format!("{:.4} (learned {:.4}: not kept)", u.error_after, u.error_learned) };
             h += &format!(
-                "<tr><td>{i}</td><td>{}</td><td>{}</td><td class=\"num\">{bits}</td><td class=\"num\">{:.4}</td><td class=\"num\">{after}</td><td class=\"num\">{:.1}</td></tr>\n",
+                "<tr><td>{i}</td><td>{}</td><td>{}</td><td class=\"num\">{bits}</td><td class=\"num\">{:.4}</td><td class=\"num\">{after}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td></tr>\n",
                 u.method.name(),
                 esc(&u.layers.join(", ")),
                 u.error_before,
+                if u.method == crate::reconstruct::Method::BiasCorrection { "–".to_string() } else { format!("{:.1}%", 100.0 * u.undecided) },
                 u.seconds
             );
         }

@@ -8,7 +8,7 @@ use crate::common;
 
 fn check(name: &str, display: &str) {
     let g = zeroq::onnx::load_onnx(common::model(name)).expect("load model");
-    let plan = Plan::for_inference(g).expect("plan");
+    let plan = Plan::for_eval(g).expect("plan");
     let ds = data::Cifar10::open(common::cifar_test(), Preprocess::cifar10()).expect("dataset");
     let idx = data::strided_subset(data::Dataset::len(&ds), None);
     let r = zeroq::eval::evaluate(&plan, &ds, &idx, 100, false, &mut |_, _| {}).expect("eval");
@@ -39,4 +39,22 @@ fn resnet44_matches_manifest() {
 #[test]
 fn resnet56_matches_manifest() {
     check("resnet56", "ResNet56");
+}
+
+/// The eval plan (Relu/Clip and residual Adds fused into the Convs) gives exactly the unfused plan's
+/// logits, with every ReLU and residual Add of ResNet20 inside a Conv.
+#[test]
+fn fused_eval_plan_matches_the_unfused_one_bit_for_bit() {
+    let g = zeroq::onnx::load_onnx(common::model("resnet20")).expect("load model");
+    let ds = data::Cifar10::open(common::cifar_test(), Preprocess::cifar10()).expect("dataset");
+    let (x, shape) = data::load_batch(&ds, &(0..16).collect::<Vec<_>>()).expect("batch");
+    let plain = Plan::for_inference(g.clone()).expect("plan");
+    let fused = Plan::for_eval(g).expect("plan");
+    let count = |p: &Plan, f: fn(&zeroq::ir::Op) -> bool| p.graph().nodes.iter().filter(|n| f(&n.op)).count();
+    assert_eq!(count(&plain, |o| matches!(o, zeroq::ir::Op::Relu)), 19);
+    assert_eq!(count(&fused, |o| matches!(o, zeroq::ir::Op::Relu)), 0, "every ReLU follows a Conv or a residual Add");
+    assert_eq!(count(&fused, |o| matches!(o, zeroq::ir::Op::FusedConv { residual: true, .. })), 9, "one residual Add per block");
+    let a = zeroq::quant::predict(&plain, &x, shape, 16).expect("predict");
+    let b = zeroq::quant::predict(&fused, &x, shape, 16).expect("predict");
+    assert_eq!(a, b);
 }

@@ -21,7 +21,7 @@ fn quantized(wbits: u32, abits: Option<u32>, placement: Placement) -> quant::Qua
 
 pub fn top1(g: zeroq::ir::Graph) -> (f64, Vec<u32>) {
     let (ds, idx) = test_set();
-    let r = zeroq::eval::evaluate(&Plan::for_inference(g).expect("plan"), &ds, &idx, 100, false, &mut |_, _| {}).expect("eval");
+    let r = zeroq::eval::evaluate(&Plan::for_eval(g).expect("plan"), &ds, &idx, 100, false, &mut |_, _| {}).expect("eval");
     (r.top1, r.predictions)
 }
 

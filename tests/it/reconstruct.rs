@@ -94,12 +94,23 @@ fn reconstruction_is_deterministic_and_reported() {
     assert_eq!(units.iter().filter(|u| u["method"] == "BiasCorrection").count(), 20, "biases are corrected first");
     for u in units {
         assert!(u["error_before"].as_f64().unwrap() > 0.0 && u["error_after"].as_f64().unwrap() > 0.0, "{u}");
+        let undecided = u["undecided"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&undecided), "{u}");
     }
+    // The report states the learning rate and regulariser weight that ran (8 iterations: the short-run ends).
+    assert!((rec["config"]["round_lr"].as_f64().unwrap() - 0.03).abs() < 1e-6, "{}", rec["config"]);
+    assert!((rec["config"]["lambda"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{}", rec["config"]);
 
     let mut bad = args("c.onnx", "c.json");
     bad[9] = "0".into();
     let out = common::zeroq().args(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--recon-iters") && !err.contains("panicked"), "{err}");
+    assert!(!dir.path().join("c.onnx").exists());
+    let mut bad = args("c.onnx", "c.json");
+    bad.extend(["--recon-lr".into(), "0".into()]);
+    let out = common::zeroq().args(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--recon-lr") && !err.contains("panicked"), "{err}");
     assert!(!dir.path().join("c.onnx").exists());
 }

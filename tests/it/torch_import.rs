@@ -142,7 +142,7 @@ fn check_lite(n: usize) {
     assert!(g.batch_norm_sites().len() >= 49, "{name}: BatchNorm must be kept");
     let (x, shape) = golden_input(arch.resolution());
     let want = golden_logits(&name);
-    let plan = zeroq::engine::Plan::for_inference(g.clone()).unwrap();
+    let plan = zeroq::engine::Plan::for_eval(g.clone()).unwrap();
     let ours = zeroq::quant::predict(&plan, &x, shape, 2).unwrap();
     // Tolerance: float32 summation order differs between zeroq's kernels and PyTorch's over ~50 layers;
     // logits are O(5), so 1e-3 is about 2e-4 relative.
@@ -254,7 +254,7 @@ fn check_torchvision(name: &str) {
     let g = arch.build(&lcg_state_dict(name)).unwrap_or_else(|e| panic!("{e}"));
     let (x, _) = golden_input(224);
     let x = x[..3 * 224 * 224].to_vec();
-    let plan = zeroq::engine::Plan::for_inference(g).unwrap();
+    let plan = zeroq::engine::Plan::for_eval(g).unwrap();
     let ours = zeroq::quant::predict(&plan, &x, [1, 3, 224, 224], 1).unwrap();
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.logits.npy"));
     let (want, _) = zeroq::data::npy::read_f32(&p).unwrap();

@@ -24,7 +24,8 @@ use burn::backend::{backend_extension, Autodiff, Dispatch, Flex, TensorMetadata}
 use burn::tensor::{Tensor, TensorData};
 
 use super::conv::{
-    conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dParams,
+    conv2d_bias_grad, conv2d_forward, conv2d_forward_fused, conv2d_input_grad, conv2d_weight_grad,
+    Conv2dParams, Epilogue,
 };
 use super::{bn_stats, elementwise};
 pub use super::elementwise::FakeQuantParams;
@@ -52,6 +53,18 @@ pub trait CpuKernels: burn::backend::Backend {
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         attrs: ConvAttrs,
+    ) -> FloatTensor<Self>;
+
+    /// [`CpuKernels::zeroq_conv2d`] with a fused epilogue (see [`super::conv::Epilogue`]): plus
+    /// `residual` (the output's shape; a tensor without elements: none), then clamped to `bounds`. For
+    /// inference plans; the autodiff backend composes the same three ops with their gradients.
+    fn zeroq_conv2d_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        attrs: ConvAttrs,
+        bounds: ClampBounds,
     ) -> FloatTensor<Self>;
 
     /// The BatchNorm-statistics loss term of `x` `[b, c, h, w]` against `targets` (see [`super::bn_stats`]),
@@ -164,6 +177,30 @@ impl CpuKernels for Flex {
         let y = with_f32(&x, |xs| {
             with_f32(&w, |ws| {
                 with_f32(&bias, |bs| conv2d_forward(xs, ws, Some(bs), &p))
+            })
+        });
+        flex(y, [p.n, p.cout, ho, wo])
+    }
+
+    fn zeroq_conv2d_fused(
+        x: FlexTensor,
+        w: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+        attrs: ConvAttrs,
+        bounds: ClampBounds,
+    ) -> FlexTensor {
+        let p = params(&x, &w, attrs);
+        let [ho, wo] = p.out_hw();
+        let has_residual = residual.shape().iter().product::<usize>() > 0;
+        let y = with_f32(&x, |xs| {
+            with_f32(&w, |ws| {
+                with_f32(&bias, |bs| {
+                    with_f32(&residual, |rs| {
+                        let e = Epilogue { residual: has_residual.then_some(rs), lo: bounds.lo, hi: bounds.hi };
+                        conv2d_forward_fused(xs, ws, Some(bs), &e, &p)
+                    })
+                })
             })
         });
         flex(y, [p.n, p.cout, ho, wo])
@@ -334,6 +371,23 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         }
     }
 
+    fn zeroq_conv2d_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        attrs: ConvAttrs,
+        bounds: ClampBounds,
+    ) -> FloatTensor<Self> {
+        let y = Self::zeroq_conv2d(x, w, bias, attrs);
+        let y = if residual.shape().iter().product::<usize>() > 0 {
+            <Self as burn::backend::ops::FloatTensorOps<Self>>::float_add(y, residual)
+        } else {
+            y
+        };
+        Self::zeroq_clamp(y, bounds)
+    }
+
     fn zeroq_stat_loss(x: FloatTensor<Self>, targets: StatTargets) -> FloatTensor<Self> {
         let prep = StatLossBackward
             .prepare::<C>([x.node()])
@@ -442,6 +496,20 @@ pub fn clamp<const D: usize>(x: Tensor<D>, lo: f32, hi: f32) -> Tensor<D> {
 /// [`CpuKernels`], with straight-through gradients to `x` and LSQ's to `scale`; both on a flex device.
 pub fn fake_quant(x: Tensor<1>, scale: Tensor<1>, params: FakeQuantParams) -> Tensor<1> {
     Tensor::from_dispatch(Dispatch::zeroq_fake_quant(x.into_dispatch(), scale.into_dispatch(), params))
+}
+
+/// [`conv2d`] plus `residual` (when given; the output's shape), clamped to `[lo, hi]`, in one pass per
+/// image (see [`super::conv::Epilogue`]).
+pub fn conv2d_fused(x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>, residual: Option<Tensor<4>>, attrs: ConvAttrs, lo: f32, hi: f32) -> Tensor<4> {
+    let residual = residual.unwrap_or_else(|| Tensor::<4>::empty([0, 0, 0, 0], &x.device()));
+    Tensor::from_dispatch(Dispatch::zeroq_conv2d_fused(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        bias.into_dispatch(),
+        residual.into_dispatch(),
+        attrs,
+        ClampBounds { lo, hi },
+    ))
 }
 
 /// 2-D convolution through [`CpuKernels`]: `x` `[n, cin, h, w]`, `w` `[cout, cin/groups, kh, kw]`,

@@ -283,10 +283,49 @@ fn col2im_add(col: &[f32], channels: usize, p: &Conv2dParams, dx: &mut [f32]) {
 /// Convolves `x` `[n, cin, h, w]` with `w` `[cout, cin/groups, kh, kw]` plus optional `bias` `[cout]`.
 /// Returns `[n, cout, ho, wo]`. The caller has validated shapes (the engine does, before calling).
 pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dParams) -> Vec<f32> {
-    if p.is_depthwise() {
-        return depthwise::forward(x, w, bias, p);
+    conv2d_forward_fused(x, w, bias, &Epilogue::NONE, p)
+}
+
+/// What an inference convolution does to its output before handing it on: add a residual of the
+/// output's shape, then clamp (a following Relu, Clip or residual Add fused in). Done image by image
+/// right after that image's GEMM, while the output is still in cache, instead of as separate passes
+/// over the whole batch that each allocate a fresh activation.
+pub struct Epilogue<'a> {
+    /// Added elementwise, `[n, cout, ho, wo]`.
+    pub residual: Option<&'a [f32]>,
+    /// Lower clamp bound (`-inf`: none).
+    pub lo: f32,
+    /// Upper clamp bound (`inf`: none).
+    pub hi: f32,
+}
+
+impl Epilogue<'_> {
+    /// Nothing after the convolution.
+    pub const NONE: Epilogue<'static> = Epilogue { residual: None, lo: f32::NEG_INFINITY, hi: f32::INFINITY };
+
+    fn apply(&self, dst: &mut [f32], image: usize) {
+        let clamps = self.lo > f32::NEG_INFINITY || self.hi < f32::INFINITY;
+        match self.residual {
+            Some(r) => {
+                let r = &r[image * dst.len()..(image + 1) * dst.len()];
+                for (d, r) in dst.iter_mut().zip(r) {
+                    *d = (*d + r).max(self.lo).min(self.hi);
+                }
+            }
+            None if clamps => dst.iter_mut().for_each(|d| *d = d.max(self.lo).min(self.hi)),
+            None => {}
+        }
     }
+}
+
+/// [`conv2d_forward`] followed by `epilogue`; `epilogue.residual`, when given, has the output's length.
+pub fn conv2d_forward_fused(x: &[f32], w: &[f32], bias: Option<&[f32]>, epilogue: &Epilogue, p: &Conv2dParams) -> Vec<f32> {
     let (in_per, out_per, hwo) = p.sizes();
+    if p.is_depthwise() {
+        let mut out = depthwise::forward(x, w, bias, p);
+        out.par_chunks_mut(out_per).enumerate().for_each(|(b, dst)| epilogue.apply(dst, b));
+        return out;
+    }
     let (cin_g, cout_g, k) = p.per_group();
     let plane_in = p.hw[0] * p.hw[1];
     let par = gemm_parallelism(p.n);
@@ -315,6 +354,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dPara
                     par,
                 );
             }
+            epilogue.apply(dst, b);
         });
     out
 }

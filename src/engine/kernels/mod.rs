@@ -15,9 +15,9 @@ mod depthwise;
 mod elementwise;
 
 pub use burn_op::{
-    channel_affine, clamp, conv2d, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,
+    channel_affine, clamp, conv2d, conv2d_fused, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,
     ConvAttrs, CpuKernels, FakeQuantParams, StatTargets,
 };
 pub use conv::{
-    conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dParams,
+    conv2d_bias_grad, conv2d_forward, conv2d_forward_fused, conv2d_input_grad, conv2d_weight_grad, Conv2dParams, Epilogue,
 };
