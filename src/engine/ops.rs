@@ -25,24 +25,13 @@ fn optional(inputs: &[Option<Value>], i: usize, f: &dyn Fn(usize) -> R<DynTensor
     }
 }
 
-/// The output shape of Conv `c` on `x` with weight `w`, checked.
-fn conv_output(c: &crate::ir::Conv, x: &DynTensor, w: &DynTensor) -> R<[usize; 4]> {
-    let (xd, wdims) = (x.dims(), w.dims());
-    let (&[n, _, h, wd], &[cout, _, kh, kw]) = (xd.as_slice(), wdims.as_slice()) else {
-        return Err(inv(format!("Conv needs a 4-D input and weight, got {xd:?} and {wdims:?}")));
-    };
-    let pads = resolve_pads(c.auto_pad, c.pads, [h, wd], [kh, kw], c.strides, c.dilations);
-    check_window([h, wd], pads, [kh, kw], c.dilations)?;
-    let out = |i: usize, size: usize, k: usize| (size + pads[i] + pads[i + 2] - c.dilations[i] * (k - 1) - 1) / c.strides[i] + 1;
-    Ok([n, cout, out(0, h, kh), out(1, wd, kw)])
-}
-
 /// Conv of `x` with `w` and optional bias `b`, checked; `fused`: a residual added to the output and the
-/// clamp bounds after it (an inference plan's [`Op::FusedConv`]).
-fn convolve(c: &crate::ir::Conv, x: DynTensor, w: DynTensor, b: Option<DynTensor>, fused: Option<(Option<Tensor<4>>, f32, f32)>) -> R<Tensor<4>> {
+/// clamp bounds after it (an inference plan's [`Op::FusedConv`]). A residual that broadcasts, rather than
+/// one of the output's shape, is added after the Conv as its own op.
+fn convolve(c: &crate::ir::Conv, x: DynTensor, w: DynTensor, b: Option<DynTensor>, fused: Option<(Option<DynTensor>, f32, f32)>) -> R<DynTensor> {
     let xt = x.into_r4("Conv").map_err(|e| e.to_string())?;
     let w = w.into_r4("Conv weight").map_err(|e| e.to_string())?;
-    let [_, cin, h, wd] = xt.dims();
+    let [n, cin, h, wd] = xt.dims();
     let [cout, cpg, kh, kw] = w.dims();
     if c.group == 0 || cin != cpg * c.group || cout % c.group != 0 {
         return Err(inv(format!(
@@ -62,21 +51,35 @@ fn convolve(c: &crate::ir::Conv, x: DynTensor, w: DynTensor, b: Option<DynTensor
     check_window([h, wd], pads, [kh, kw], c.dilations)?;
     let is_fused = fused.is_some();
     let (residual, lo, hi) = fused.unwrap_or((None, f32::NEG_INFINITY, f32::INFINITY));
-    if super::device::own_kernels(&xt.device()) {
+    let clamps = lo > f32::NEG_INFINITY || hi < f32::INFINITY;
+    let side = |i: usize, size: usize, k: usize| (size + pads[i] + pads[i + 2] - c.dilations[i] * (k - 1) - 1) / c.strides[i] + 1;
+    let out = [n, cout, side(0, h, kh), side(1, wd, kw)];
+    let (residual, late) = match residual {
+        Some(r) if r.dims() != out => (None, Some(r)),
+        r => (r.map(|r| r.into_r4("the residual").map_err(|e| e.to_string())).transpose()?, None),
+    };
+    let y = if super::device::own_kernels(&xt.device()) {
         let attrs = ConvAttrs { strides: c.strides, pads, dilations: c.dilations, groups: c.group };
         let b = b.unwrap_or_else(|| Tensor::zeros([cout], &xt.device()));
-        if !is_fused {
-            return Ok(kernels::conv2d(xt, w, b, attrs));
+        if is_fused && late.is_none() {
+            kernels::conv2d_fused(xt, w, b, residual, attrs, lo, hi)
+        } else {
+            kernels::conv2d(xt, w, b, attrs)
         }
-        return Ok(kernels::conv2d_fused(xt, w, b, residual, attrs, lo, hi));
-    }
-    let opts = ConvOptions::new_with_padding(c.strides, [(pads[0], pads[2]), (pads[1], pads[3])], c.dilations, c.group);
-    let y = conv2d(xt, w, b, opts);
-    let y = match residual {
-        Some(r) => y.add(r),
-        None => y,
+    } else {
+        let opts = ConvOptions::new_with_padding(c.strides, [(pads[0], pads[2]), (pads[1], pads[3])], c.dilations, c.group);
+        let y = conv2d(xt, w, b, opts);
+        let y = match residual {
+            Some(r) => y.add(r),
+            None => y,
+        };
+        if clamps && late.is_none() { y.clamp(lo, hi) } else { y }
     };
-    Ok(if lo > f32::NEG_INFINITY || hi < f32::INFINITY { y.clamp(lo, hi) } else { y })
+    let Some(r) = late else { return Ok(DynTensor::R4(y)) };
+    let Value::F(sum, _) = binary(&Op::Add, &Value::float(DynTensor::R4(y)), &Value::float(r))? else {
+        return Err(inv("the residual Add gave an integer tensor"));
+    };
+    Ok(if clamps { dyn_map!(sum, t => t.clamp(lo, hi)) } else { sum })
 }
 
 /// Runs `op` on `inputs`. Errors are plain strings; the executor wraps them with the node's name.
@@ -92,24 +95,10 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
     };
     let one = |v: DynTensor| Ok(vec![Value::float(v)]);
     match op {
-        Op::Conv(c) => one(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, None)?)),
+        Op::Conv(c) => one(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, None)?),
         Op::FusedConv { conv: c, residual, lo, hi } => {
             let r = if *residual { Some(f(3)?) } else { None };
-            let same_shape = |r: &DynTensor, y: [usize; 4]| r.dims() == y;
-            let [n, cout, ho, wo] = conv_output(c, &f(0)?, &f(1)?)?;
-            match r {
-                // A residual that broadcasts, rather than one of the output's shape, is added as its own op.
-                Some(r) if !same_shape(&r, [n, cout, ho, wo]) => {
-                    let y = Value::float(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, None)?));
-                    let Value::F(sum, _) = binary(&Op::Add, &y, &Value::float(r))? else { return Err(inv("the residual Add gave an integer tensor")) };
-                    let y = if *lo > f32::NEG_INFINITY || *hi < f32::INFINITY { dyn_map!(sum, t => t.clamp(*lo, *hi)) } else { sum };
-                    one(y)
-                }
-                r => {
-                    let r = r.map(|r| r.into_r4("the residual").map_err(|e| e.to_string())).transpose()?;
-                    one(DynTensor::R4(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, Some((r, *lo, *hi)))?))
-                }
-            }
+            one(convolve(c, f(0)?, f(1)?, optional(inputs, 2, &f)?, Some((r, *lo, *hi)))?)
         }
         Op::BatchNormalization { epsilon } => {
             let xt = f(0)?;

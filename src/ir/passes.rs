@@ -91,7 +91,12 @@ fn foldable_conv(g: &Graph, bn_idx: usize) -> Option<usize> {
 /// last fused node's output, so its readers see the same value. Intermediate values disappear: run the
 /// result whole, never with taps. Returns how many Convs were fused.
 pub fn fuse_conv_epilogues(g: &mut Graph) -> usize {
-    let i_name = |g: &Graph, i: usize| g.nodes[i].name.clone();
+    let single_reader = |g: &Graph, v: ValueId| -> Option<usize> {
+        match g.consumers(v).as_slice() {
+            [j] if !g.outputs.contains(&v) => Some(*j),
+            _ => None,
+        }
+    };
     let mut moved = HashSet::new();
     let mut fused = 0;
     let mut i = 0;
@@ -101,12 +106,6 @@ pub fn fuse_conv_epilogues(g: &mut Graph) -> usize {
             continue;
         };
         let conv = conv.clone();
-        let single_reader = |g: &Graph, v: ValueId| -> Option<usize> {
-            match g.consumers(v).as_slice() {
-                [j] if !g.outputs.contains(&v) => Some(*j),
-                _ => None,
-            }
-        };
         let mut out = g.nodes[i].outputs[0];
         let mut drop = Vec::new();
         let mut residual = None;
@@ -118,11 +117,11 @@ pub fn fuse_conv_epilogues(g: &mut Graph) -> usize {
                     // The other operand must exist before the Conv runs. When it is computed between
                     // the Conv and the Add (a shortcut branch listed after the main one), the Conv
                     // moves down to just before the Add: only the Add reads its output, so the order
-                    // stays valid. The loop meets it again there.
-                    // A Conv moves at most once: when both operands of the Add are Convs, each would
-                    // otherwise move below the other forever; the second one met fuses the Add instead.
+                    // stays valid, and the loop meets it again there. It moves at most once: when both
+                    // operands of the Add are Convs, each would otherwise move below the other forever;
+                    // the second one met fuses the Add instead.
                     let later = g.producer(other).is_some_and(|p| p > i);
-                    if later && moved.insert(i_name(g, i)) {
+                    if later && moved.insert(g.nodes[i].name.clone()) {
                         let node = g.nodes.remove(i);
                         g.nodes.insert(j - 1, node);
                         continue;
