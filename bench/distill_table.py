@@ -142,7 +142,10 @@ def main():
                 sys.exit(f"distill_table: unknown case {name!r} (known: {', '.join(table)})")
             model, batch, peer_model = table[name]()
             common = ["--batch", str(batch), "--iters", str(a.iters), "--seed", "0", "--threads", str(a.threads)]
-            zq, zq_rss = run([ZEROQ, "distill", *model, "-o", os.path.join(tmp, "d.npy"), "--json", "--quiet", *common], env)
+            # --zeroq-recipe: the peer's recipe (ZeroQ's loss, N(0, 1) prior, no pixel box, no early stop), so both
+            # do the same work per iteration and their losses can be compared.
+            zq, zq_rss = run([ZEROQ, "distill", *model, "-o", os.path.join(tmp, "d.npy"), "--json", "--quiet",
+                              "--zeroq-recipe", *common], env)
             pt, pt_rss = run([sys.executable, "bench/distill_peer.py", *peer_model, *common], env)
             z, t = json.loads(zq), json.loads(pt)
             rows.append({

@@ -59,6 +59,12 @@ zt = (z or {}).get("total_seconds")
 pt = p["total_s"]
 r = f"{zt / pt:11.2f}x" if zt is not None and pt else f"{'-':>12}"
 print(f"{'total':16} {fmt(zt)} {fmt(pt)} {r}")
+# The like-for-like figure: only the stages both pipelines run (zeroq's reconstruction, which the peer
+# lacks, runs by default whenever a layer is below 8 bits).
+both = [n for n in names if zs.get(n) is not None and ps.get(n) is not None]
+zb, pb = sum(zs[n] for n in both), sum(ps[n] for n in both)
+if zs and pb:
+    print(f"{'total, both run':16} {fmt(zb)} {fmt(pb)} {zb / pb:11.2f}x")
 if z:
     bits = [l.get("bits") for l in z.get("layers", []) if isinstance(l, dict)]
     ag = z.get("holdout_agreement") or {}
