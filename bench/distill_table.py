@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Distillation ms/iteration and peak RSS, zeroq vs PyTorch, over several models: the table of issue 11.
 
-For each case, back to back on the same machine: `zeroq distill` (Gaussian init, seed 0, --json) and
-bench/distill_peer.py with the same batch, iterations and threads. Each runs as its own process; its peak
+For each case, back to back on the same machine: `zeroq distill --zeroq-recipe` (the peer's recipe;
+Gaussian init, seed 0, --json) and bench/distill_peer.py with the same batch, iterations and threads. Each runs as its own process; its peak
 RSS is that process's (wait4's ru_maxrss). The PyTorch peer of a zoo or --arch model is the ONNX file
 `zeroq export-onnx` writes for it, converted with onnx2torch; ResNet20/56 use the native PyTorch model.
 Then, with --eval (default on), eval throughput on the 10,000 CIFAR-10 test images: `zeroq eval` on ResNet20
