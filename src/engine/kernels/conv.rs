@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::depthwise;
+use super::{depthwise, direct};
 
 /// Geometry of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,7 +319,25 @@ impl Epilogue<'_> {
 }
 
 /// [`conv2d_forward`] followed by `epilogue`; `epilogue.residual`, when given, has the output's length.
+/// Dense stride-1 convolutions go to the direct AVX-512 kernel ([`super::direct`]) where the CPU has
+/// it and `ZEROQ_DIRECT_CONV=0` does not turn it off; everything else to im2col + GEMM.
 pub fn conv2d_forward_fused(x: &[f32], w: &[f32], bias: Option<&[f32]>, epilogue: &Epilogue, p: &Conv2dParams) -> Vec<f32> {
+    if direct::enabled() {
+        if let Some(out) = direct::forward(x, w, bias, epilogue, p) {
+            return out;
+        }
+    }
+    conv2d_forward_fused_im2col(x, w, bias, epilogue, p)
+}
+
+/// [`conv2d_forward_fused`] without the direct kernel: depthwise, or im2col + GEMM per image and group.
+pub(super) fn conv2d_forward_fused_im2col(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: &Epilogue,
+    p: &Conv2dParams,
+) -> Vec<f32> {
     let (in_per, out_per, hwo) = p.sizes();
     if p.is_depthwise() {
         let mut out = depthwise::forward(x, w, bias, p);

@@ -12,6 +12,7 @@ mod bn_stats;
 mod burn_op;
 mod conv;
 mod depthwise;
+mod direct;
 mod elementwise;
 
 pub use burn_op::{
