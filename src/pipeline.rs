@@ -344,8 +344,10 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     let accuracy = match eval_set {
         Some(set) => Some(timeline.stage("evaluate", Some(2 * set.idx.len() as u64), |step| {
             let n = set.idx.len() as u64;
-            let fp = eval::evaluate(&Plan::for_eval(graph.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(done as u64))?;
-            let qq = eval::evaluate(&Plan::for_eval(exported.clone())?, set.data, &set.idx, 100, false, &mut |done, _| step(n + done as u64))?;
+            let fp_plan = Plan::for_eval(graph.clone())?;
+            let batch = eval::auto_batch(&fp_plan, set.data, &set.idx)?;
+            let fp = eval::evaluate(&fp_plan, set.data, &set.idx, batch, false, &mut |done, _| step(done as u64))?;
+            let qq = eval::evaluate(&Plan::for_eval(exported.clone())?, set.data, &set.idx, batch, false, &mut |done, _| step(n + done as u64))?;
             Ok(Accuracy { dataset: set.data.describe(), images: fp.n, fp32_top1: fp.top1, quantized_top1: qq.top1, fp32_top5: fp.top5, quantized_top5: qq.top5 })
         })?),
         None => None,

@@ -195,7 +195,7 @@ def evaluate(
     resize: Optional[int] = None,
     crop: Optional[int] = None,
     limit: Optional[int] = None,
-    batch: Optional[int] = 250,
+    batch: Optional[int] = None,
     save_logits: Optional[PathLike] = None,
     input_shape: Optional[Sequence[int]] = None,
     threads: Optional[int] = None,

@@ -185,8 +185,10 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     if let Some(spec) = &a.eval {
         let ds = data::open_dataset(spec, preprocess.clone())?;
         let idx = data::strided_subset(ds.len(), a.limit);
-        let fp = zeroq::eval::evaluate(&Plan::for_eval(g)?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
-        let qq = zeroq::eval::evaluate(&Plan::for_eval(q.graph.clone())?, ds.as_ref(), &idx, 100, false, &mut |_, _| {})?;
+        let fp_plan = Plan::for_eval(g)?;
+        let batch = zeroq::eval::auto_batch(&fp_plan, ds.as_ref(), &idx)?;
+        let fp = zeroq::eval::evaluate(&fp_plan, ds.as_ref(), &idx, batch, false, &mut |_, _| {})?;
+        let qq = zeroq::eval::evaluate(&Plan::for_eval(q.graph.clone())?, ds.as_ref(), &idx, batch, false, &mut |_, _| {})?;
         report.fp32_top1 = Some(fp.top1);
         report.quantized_top1 = Some(qq.top1);
         report.eval_images = Some(fp.n);

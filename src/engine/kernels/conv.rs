@@ -319,8 +319,9 @@ impl Epilogue<'_> {
 }
 
 /// [`conv2d_forward`] followed by `epilogue`; `epilogue.residual`, when given, has the output's length.
-/// Dense stride-1 convolutions go to the direct AVX-512 kernel ([`super::direct`]) where the CPU has
-/// it and `ZEROQ_DIRECT_CONV=0` does not turn it off; everything else to im2col + GEMM.
+/// Dense convolutions other than the plain pointwise ones go to the direct AVX-512 kernel
+/// ([`super::direct`]) where the CPU has it and `ZEROQ_DIRECT_CONV=0` does not turn it off; everything
+/// else to im2col + GEMM (or the depthwise kernel).
 pub fn conv2d_forward_fused(x: &[f32], w: &[f32], bias: Option<&[f32]>, epilogue: &Epilogue, p: &Conv2dParams) -> Vec<f32> {
     if direct::enabled() {
         if let Some(out) = direct::forward(x, w, bias, epilogue, p) {

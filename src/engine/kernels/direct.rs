@@ -116,8 +116,10 @@ struct Geom {
     /// Phase height and row length.
     hq: usize,
     wq: usize,
-    /// Padded plane of one channel, all phases: `sh·sw·Hq·Wq`.
+    /// Padded plane of one channel, all stored phases: `phases·Hq·Wq`.
     plane_p: usize,
+    /// The stored phases `(a, b)` (row and column offset), in storage order.
+    phases: Vec<(usize, usize)>,
     /// Output width and plane.
     wo: usize,
     hwo: usize,
@@ -138,10 +140,13 @@ impl Geom {
         let wp = p.hw[1] + p.pads[1] + p.pads[3];
         let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
         let len = (ho - 1) * wq + wo;
-        let taps: Vec<usize> = (0..p.kernel[0])
-            .flat_map(|i| {
-                (0..p.kernel[1]).map(move |j| ((i % sh) * sw + j % sw) * hq * wq + (i / sh) * wq + j / sw)
-            })
+        let [kh, kw] = p.kernel;
+        // Only the phases some tap reads are stored (a strided 1×1 reads one of four).
+        let phases: Vec<(usize, usize)> =
+            (0..sh.min(kh)).flat_map(|a| (0..sw.min(kw)).map(move |b| (a, b))).collect();
+        let phase_of = |i: usize, j: usize| (i % sh) * sw.min(kw) + j % sw;
+        let taps: Vec<usize> = (0..kh)
+            .flat_map(|i| (0..kw).map(move |j| phase_of(i, j) * hq * wq + (i / sh) * wq + j / sw))
             .collect();
         let max_tap = taps.iter().copied().max().unwrap_or(0);
         Self {
@@ -153,7 +158,8 @@ impl Geom {
             wp,
             hq,
             wq,
-            plane_p: sh * sw * hq * wq,
+            plane_p: phases.len() * hq * wq,
+            phases,
             wo,
             hwo: ho * wo,
             len,
@@ -183,6 +189,64 @@ impl Geom {
     }
 }
 
+/// The padding-free layout for stride-1 convolutions whose output rows are as wide as the input's
+/// ("same" padding along the width, e.g. every 3×3 with padding 1): output position `q = oy·w + ox`
+/// reads tap `(i, j)` at `q + (i − pt)·w + (j − pl)` of the unpadded image, one offset for all lanes,
+/// so the image is read in place. The lanes whose tap falls into the padding are masked off in the
+/// load (AVX-512 masked loads neither read nor fault on them), which is where the zeros come from.
+/// Compared with [`Geom`] this drops the padded copy of every image (9% of ResNet20 eval), the
+/// `Wp − wo` dropped lanes per row and the compress before each store.
+struct Same {
+    cin: usize,
+    /// Input plane `h·w` and output plane `ho·w`.
+    hw: usize,
+    hwo: usize,
+    /// Vectors per output plane, `⌈hwo/16⌉`.
+    nvec: usize,
+    /// Per tap, its input offset `(i − pt)·w + (j − pl)` relative to the output position.
+    offs: Vec<isize>,
+    /// Per vector and tap (`[nvec][taps]`), the lanes whose input lies inside the image.
+    masks: Vec<u16>,
+}
+
+impl Same {
+    /// The layout for `p`, or `None` when it does not apply (strided, or output width ≠ input width).
+    fn new(p: &Conv2dParams) -> Option<Self> {
+        let [h, w] = p.hw;
+        let [ho, wo] = p.out_hw();
+        if p.strides != [1, 1] || wo != w {
+            return None;
+        }
+        let [pt, pl, ..] = p.pads;
+        let [kh, kw] = p.kernel;
+        let hwo = ho * wo;
+        let nvec = hwo.div_ceil(LANES);
+        let offs = (0..kh)
+            .flat_map(|i| (0..kw).map(move |j| (i as isize - pt as isize) * w as isize + j as isize - pl as isize))
+            .collect();
+        let mut masks = Vec::with_capacity(nvec * kh * kw);
+        for v in 0..nvec {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let valid = |l: usize| {
+                        let q = v * LANES + l;
+                        let (iy, ix) = ((q / w + i) as isize - pt as isize, (q % w + j) as isize - pl as isize);
+                        q < hwo && (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix)
+                    };
+                    masks.push((0..LANES).filter(|&l| valid(l)).fold(0u16, |m, l| m | (1 << l)));
+                }
+            }
+        }
+        Some(Self { cin: p.cin, hw: h * w, hwo, nvec, offs, masks })
+    }
+
+    /// The lanes of vector `v` that are outputs (all but the tail of the last vector).
+    fn store_mask(&self, v: usize) -> u16 {
+        let count = (self.hwo - v * LANES).min(LANES);
+        ((1u32 << count) - 1) as u16
+    }
+}
+
 thread_local! {
     /// The zero-padded copy of the current image, reused across images and calls on this thread (a
     /// fresh zeroed buffer per image is the allocation and memset cost the profile showed).
@@ -195,17 +259,25 @@ fn pad_into(buf: &mut Vec<f32>, x: &[f32], g: &Geom, p: &Conv2dParams) {
     let [h, w] = p.hw;
     let [pt, pl, _, pr] = p.pads;
     if g.sh * g.sw > 1 {
-        // Strided (rare: downsampling layers): zero everything, then scatter the image into its phases.
-        buf.clear();
+        // Strided (downsampling layers): each stored phase element is written once, zero where the
+        // padded position falls into the padding.
         buf.resize(g.padded_len(), 0.0);
+        let (planes, slack) = buf.split_at_mut(g.cin * g.plane_p);
+        slack.fill(0.0);
         let phase = g.hq * g.wq;
-        for (dst, src) in buf.chunks_exact_mut(g.plane_p).zip(x.chunks_exact(h * w)) {
-            for (y, row) in src.chunks_exact(w).enumerate() {
-                let (yp, xp0) = (y + pt, pl);
-                let row_base = (yp % g.sh) * g.sw * phase + (yp / g.sh) * g.wq;
-                for (x, &v) in row.iter().enumerate() {
-                    let xp = x + xp0;
-                    dst[row_base + (xp % g.sw) * phase + xp / g.sw] = v;
+        for (dst, src) in planes.chunks_exact_mut(g.plane_p).zip(x.chunks_exact(h * w)) {
+            for (d, &(a, b)) in dst.chunks_exact_mut(phase).zip(&g.phases) {
+                for (k, row) in d.chunks_exact_mut(g.wq).enumerate() {
+                    let yp = a + k * g.sh;
+                    if !(pt..pt + h).contains(&yp) {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let s = &src[(yp - pt) * w..(yp - pt + 1) * w];
+                    for (c, o) in row.iter_mut().enumerate() {
+                        let xp = b + c * g.sw;
+                        *o = if (pl..pl + w).contains(&xp) { s[xp - pl] } else { 0.0 };
+                    }
                 }
             }
         }
@@ -229,15 +301,16 @@ fn pad_into(buf: &mut Vec<f32>, x: &[f32], g: &Geom, p: &Conv2dParams) {
     }
 }
 
-/// `w` `[cout, cin, kh, kw]` regrouped per block of [`R`] output channels as `[cin, tap, r]`, so the
-/// innermost loop reads its broadcasts contiguously. Block `b` starts at `b·R·cin·taps`.
-fn pack(w: &[f32], g: &Geom) -> Vec<f32> {
-    let (cin, taps) = (g.cin, g.taps.len());
-    let mut out = Vec::with_capacity(g.cout * cin * taps);
-    for co0 in (0..g.cout).step_by(R) {
-        let rb = R.min(g.cout - co0);
-        for ci in 0..cin {
-            for t in 0..taps {
+/// `w` `[cout, cin, kh, kw]` regrouped per block of [`R`] output channels as `[cin, tap, r]` (or
+/// `[tap, cin, r]` with `tap_major`, the loop order of [`Same`]), so the innermost loop reads its
+/// broadcasts contiguously. Block `b` starts at `b·R·cin·taps`.
+fn pack(w: &[f32], cout: usize, cin: usize, taps: usize, tap_major: bool) -> Vec<f32> {
+    let mut out = Vec::with_capacity(cout * cin * taps);
+    for co0 in (0..cout).step_by(R) {
+        let rb = R.min(cout - co0);
+        for a in 0..if tap_major { taps } else { cin } {
+            for b in 0..if tap_major { cin } else { taps } {
+                let (ci, t) = if tap_major { (b, a) } else { (a, b) };
                 out.extend((0..rb).map(|r| w[((co0 + r) * cin + ci) * taps + t]));
             }
         }
@@ -259,8 +332,8 @@ mod x86 {
         w: &'a [f32],
         /// Bias of this block's channels (zeros without a bias).
         bias: &'a [f32],
-        /// The output planes of this block's channels, `RB·hwo`.
-        out: &'a mut [f32],
+        /// The output planes of this block's channels, `RB·hwo`, written exactly once.
+        out: &'a mut [std::mem::MaybeUninit<f32>],
         /// The residual of the same channels, when there is one.
         residual: Option<&'a [f32]>,
         lo: f32,
@@ -276,9 +349,11 @@ mod x86 {
         e: &Epilogue,
         p: &Conv2dParams,
     ) -> Vec<f32> {
+        let same = Same::new(p);
         let g = Geom::new(p);
-        let packed = pack(w, &g);
-        let vectors = g.vectors();
+        let taps = g.taps.len();
+        let packed = pack(w, g.cout, g.cin, taps, same.is_some());
+        let vectors = if same.is_none() { g.vectors() } else { Vec::new() };
         let zeros = vec![0f32; g.cout];
         let bias = bias.unwrap_or(&zeros);
         let in_per = p.cin * p.hw[0] * p.hw[1];
@@ -286,11 +361,14 @@ mod x86 {
         let epilogue = e.residual.is_some() || e.lo > f32::NEG_INFINITY || e.hi < f32::INFINITY;
         // Few images: also split each image's output channels across threads.
         let split_channels = p.n < rayon::current_num_threads();
-        let mut out = vec![0f32; p.n * out_per];
-        let channel_block = |inp: &[f32], residual: Option<&[f32]>, (k, out): (usize, &mut [f32])| {
+        // Not zeroed: the blocks store every output element exactly once (each plane's vectors cover
+        // it, and every channel belongs to one block), so a memset would only be overwritten.
+        let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(p.n * out_per);
+        // SAFETY: `MaybeUninit` needs no initialisation; the length is the capacity just reserved.
+        unsafe { out.set_len(p.n * out_per) };
+        let channel_block = |inp: &[f32], residual: Option<&[f32]>, (k, out): (usize, &mut [std::mem::MaybeUninit<f32>])| {
             let co0 = k * R;
             let rb = R.min(g.cout - co0);
-            let taps = g.taps.len();
             let mut blk = Block {
                 inp,
                 w: &packed[co0 * g.cin * taps..(co0 + rb) * g.cin * taps],
@@ -301,30 +379,128 @@ mod x86 {
                 hi: e.hi,
                 epilogue,
             };
-            for v0 in (0..g.nvec).step_by(V) {
-                let vb = V.min(g.nvec - v0);
-                // SAFETY: `forward` is only reached when `available()` found AVX-512F on this CPU.
-                unsafe { dispatch(rb, vb, &mut blk, &g, v0, &vectors) };
+            // SAFETY (both): `forward` is only reached when `available()` found AVX-512F on this CPU.
+            match &same {
+                Some(sm) => {
+                    for v0 in (0..sm.nvec).step_by(V) {
+                        unsafe { dispatch_same(rb, V.min(sm.nvec - v0), &mut blk, sm, v0) };
+                    }
+                }
+                None => {
+                    for v0 in (0..g.nvec).step_by(V) {
+                        unsafe { dispatch(rb, V.min(g.nvec - v0), &mut blk, &g, v0, &vectors) };
+                    }
+                }
             }
         };
         out.par_chunks_mut(out_per).enumerate().for_each(|(b, dst)| {
             let src = &x[b * in_per..(b + 1) * in_per];
             let residual = e.residual.map(|r| &r[b * out_per..(b + 1) * out_per]);
-            if split_channels {
+            let run = |inp: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]| {
+                if split_channels {
+                    dst.par_chunks_mut(R * g.hwo).enumerate().for_each(|kb| channel_block(inp, residual, kb));
+                } else {
+                    dst.chunks_mut(R * g.hwo).enumerate().for_each(|kb| channel_block(inp, residual, kb));
+                }
+            };
+            if same.is_some() {
+                run(src, dst);
+            } else if split_channels {
                 // Not the thread-local buffer: while this thread waits for the channel blocks, rayon
                 // may run another image on it, which would need the buffer too.
                 let mut buf = Vec::new();
                 pad_into(&mut buf, src, &g, p);
-                dst.par_chunks_mut(R * g.hwo).enumerate().for_each(|kb| channel_block(&buf, residual, kb));
+                run(&buf, dst);
             } else {
                 PADDED.with(|buf| {
                     let mut buf = buf.borrow_mut();
                     pad_into(&mut buf, src, &g, p);
-                    dst.chunks_mut(R * g.hwo).enumerate().for_each(|kb| channel_block(&buf, residual, kb));
+                    run(&buf, dst);
                 });
             }
         });
-        out
+        // SAFETY: every element was written (see above); `MaybeUninit<f32>` has `f32`'s layout.
+        let mut out = std::mem::ManuallyDrop::new(out);
+        unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity()) }
+    }
+
+    /// Runs [`block_same`] instantiated for `rb` channels (1..=R) and `vb` vectors (1..=V).
+    #[target_feature(enable = "avx512f")]
+    fn dispatch_same(rb: usize, vb: usize, b: &mut Block, s: &Same, v0: usize) {
+        macro_rules! arms {
+            ($($r:literal)*) => {
+                match (rb, vb) {
+                    $(($r, 1) => block_same::<$r, 1>(b, s, v0),
+                      ($r, 2) => block_same::<$r, 2>(b, s, v0),
+                      ($r, 3) => block_same::<$r, 3>(b, s, v0),)*
+                    _ => unreachable!("register block {rb}×{vb} out of range"),
+                }
+            };
+        }
+        arms!(1 2 3 4 5 6 7 8)
+    }
+
+    /// [`block`] on the unpadded image ([`Same`]): taps outermost so each tap's `VB` lane masks stay
+    /// in mask registers over the input channels; the padding's zeros are the masked-off lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn block_same<const RB: usize, const VB: usize>(b: &mut Block, s: &Same, v0: usize) {
+        let taps = s.offs.len();
+        assert!(
+            b.inp.len() == s.cin * s.hw
+                && b.w.len() == s.cin * taps * RB
+                && b.bias.len() == RB
+                && b.out.len() == RB * s.hwo
+                && b.residual.is_none_or(|r| r.len() == RB * s.hwo)
+                && v0 + VB <= s.nvec
+                && s.masks.len() == s.nvec * taps,
+            "direct conv: block out of bounds"
+        );
+        let mut acc = [[_mm512_setzero_ps(); VB]; RB];
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = [_mm512_set1_ps(b.bias[r]); VB];
+        }
+        let (weights, _) = b.w.as_chunks::<RB>();
+        let base = b.inp.as_ptr();
+        for (t, (&off, wt)) in s.offs.iter().zip(weights.chunks_exact(s.cin)).enumerate() {
+            let masks: [__mmask16; VB] = std::array::from_fn(|v| s.masks[(v0 + v) * taps + t]);
+            let mut at = (v0 * LANES) as isize + off;
+            for w in wt {
+                let mut xv = [_mm512_setzero_ps(); VB];
+                for (v, x) in xv.iter_mut().enumerate() {
+                    // SAFETY: a lane is set in the mask only when its input `(iy, ix)` lies inside the
+                    // image, i.e. at `ci·hw + iy·w + ix < inp.len()`; masked-off lanes are neither read
+                    // nor faulted on, so the pointer may point outside the slice (wrapping arithmetic).
+                    *x = unsafe { _mm512_maskz_loadu_ps(masks[v], base.wrapping_offset(at + (v * LANES) as isize)) };
+                }
+                for (a, &wv) in acc.iter_mut().zip(w) {
+                    let wv = _mm512_set1_ps(wv);
+                    for (a, &x) in a.iter_mut().zip(&xv) {
+                        *a = _mm512_fmadd_ps(x, wv, *a);
+                    }
+                }
+                at += s.hw as isize;
+            }
+        }
+        let (lo, hi) = (_mm512_set1_ps(b.lo), _mm512_set1_ps(b.hi));
+        let out = b.out.as_mut_ptr().cast::<f32>();
+        for (r, a) in acc.iter().enumerate() {
+            for (v, &y) in a.iter().enumerate() {
+                let store = s.store_mask(v0 + v);
+                let at = r * s.hwo + (v0 + v) * LANES;
+                let mut y = y;
+                if b.epilogue {
+                    if let Some(res) = b.residual {
+                        // SAFETY: the stored lanes are `at..at + count` with `count` the plane's
+                        // remaining outputs, inside channel `r`'s plane of `res` (asserted length).
+                        y = _mm512_add_ps(y, unsafe { _mm512_maskz_loadu_ps(store, res.as_ptr().add(at)) });
+                    }
+                    y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+                }
+                // SAFETY: as for the residual, inside `out`; masked-off lanes are not written.
+                unsafe { _mm512_mask_storeu_ps(out.add(at), store, y) };
+            }
+        }
     }
 
     /// Runs [`block`] instantiated for `rb` channels (1..=R) and `vb` vectors (1..=V).
@@ -405,7 +581,7 @@ mod x86 {
                 }
                 // SAFETY: as for the residual, `at + count ≤ out.len()`; masked-off lanes are not
                 // written.
-                unsafe { _mm512_mask_storeu_ps(b.out.as_mut_ptr().add(at), store, y) };
+                unsafe { _mm512_mask_storeu_ps(b.out.as_mut_ptr().cast::<f32>().add(at), store, y) };
             }
         }
     }
@@ -436,6 +612,8 @@ mod tests {
         let widths = [1, 7, 8, 15, 16, 17, 32, 33];
         let channels = [1, 3, 16, 17];
         let mut case = 0u64;
+        // Cases run with the padded layout and with the in-place one ([`Same`]).
+        let mut layouts = [0; 2];
         for kernel in kernels {
             for pad in pads {
                 for (wi, &w) in widths.iter().enumerate() {
@@ -462,6 +640,7 @@ mod tests {
                     if !eligible(&p) {
                         continue;
                     }
+                    layouts[usize::from(Same::new(&p).is_some())] += 1;
                     let [ho, wo] = p.out_hw();
                     let x = lcg(n * cin * h * w, case);
                     let wt = lcg(cout * cin * kernel[0] * kernel[1], 1000 + case);
@@ -486,6 +665,7 @@ mod tests {
             }
         }
         assert!(case > 100, "only {case} cases ran");
+        assert!(layouts.iter().all(|&c| c > 20), "padded / in-place layout cases: {layouts:?}");
     }
 
     /// Threads splitting one image's channels (batch below the thread count) give the same result.
