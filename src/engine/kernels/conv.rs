@@ -381,6 +381,16 @@ pub(super) fn conv2d_forward_fused_im2col(
 /// Gradient of the convolution with respect to its input: `dy` `[n, cout, ho, wo]` and the weight give
 /// `dx` `[n, cin, h, w]`.
 pub fn conv2d_input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
+    if direct::enabled() {
+        if let Some(dx) = direct::input_grad(dy, w, p) {
+            return dx;
+        }
+    }
+    conv2d_input_grad_gemm(dy, w, p)
+}
+
+/// [`conv2d_input_grad`] without the direct kernel: depthwise, or `Wᵀ·dy` by GEMM and col2im.
+pub(super) fn conv2d_input_grad_gemm(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
     if p.is_depthwise() {
         return depthwise::input_grad(dy, w, p);
     }

@@ -98,6 +98,43 @@ pub(super) fn forward(
     }
 }
 
+/// The input gradient of a stride-1 convolution as a convolution of `dy`: `dx = dy ⋆ W′` with
+/// `W′[ci][co][i][j] = W[co][ci][kh−1−i][kw−1−j]` and padding `k − 1 − p` on each side, which gives back
+/// the input's size. Distillation needs this gradient for every conv on every iteration; as a
+/// convolution it runs on the direct kernel (no `Wᵀ·dy` column matrix, no col2im). `None` where that
+/// does not apply (strided, grouped, dilated, pointwise, padding wider than the kernel, or no AVX-512).
+pub(super) fn input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Option<Vec<f32>> {
+    let [kh, kw] = p.kernel;
+    let [pt, pl, pb, pr] = p.pads;
+    if p.strides != [1, 1] || pt >= kh || pb >= kh || pl >= kw || pr >= kw {
+        return None;
+    }
+    let t = Conv2dParams {
+        n: p.n,
+        cin: p.cout,
+        hw: p.out_hw(),
+        cout: p.cin,
+        kernel: p.kernel,
+        strides: [1, 1],
+        pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr],
+        dilations: p.dilations,
+        groups: p.groups,
+    };
+    if !eligible(p) || !eligible(&t) || t.out_hw() != p.hw {
+        return None;
+    }
+    let taps = kh * kw;
+    let mut flipped = vec![0f32; w.len()];
+    for co in 0..p.cout {
+        for ci in 0..p.cin {
+            for k in 0..taps {
+                flipped[(ci * p.cout + co) * taps + (taps - 1 - k)] = w[(co * p.cin + ci) * taps + k];
+            }
+        }
+    }
+    forward(dy, &flipped, None, &Epilogue::NONE, &t)
+}
+
 /// Sizes of the padded image and of the flattened output run, checked once against the slices.
 ///
 /// A strided convolution is turned into a stride-1 one over phases: the padded image is stored as
@@ -666,6 +703,39 @@ mod tests {
         }
         assert!(case > 100, "only {case} cases ran");
         assert!(layouts.iter().all(|&c| c > 20), "padded / in-place layout cases: {layouts:?}");
+    }
+
+    /// The input gradient as a convolution of `dy` equals `Wᵀ·dy` + col2im, over kernels, paddings
+    /// (including ones the direct path refuses) and widths.
+    #[test]
+    fn input_grad_matches_gemm() {
+        if !available() {
+            println!("direct conv: no AVX-512F on this CPU, test skipped");
+            return;
+        }
+        let (mut direct_cases, mut case) = (0, 0u64);
+        for kernel in [[3, 3], [5, 5], [3, 1], [1, 1]] {
+            for pads in [[1, 1, 1, 1], [0, 0, 0, 0], [2, 2, 2, 2], [0, 1, 2, 0], [1, 0, 0, 1]] {
+                for (h, w) in [(8, 8), (5, 17), (32, 32), (3, 4)] {
+                    case += 1;
+                    let (cin, cout, n) = ([3, 16, 17][case as usize % 3], [16, 8, 5][case as usize / 3 % 3], 1 + case as usize % 2);
+                    let p = Conv2dParams { n, cin, hw: [h, w], cout, kernel, strides: [1, 1], pads, dilations: [1, 1], groups: 1 };
+                    if h + pads[0] + pads[2] < kernel[0] || w + pads[1] + pads[3] < kernel[1] {
+                        continue;
+                    }
+                    let [ho, wo] = p.out_hw();
+                    let dy = lcg(n * cout * ho * wo, case);
+                    let wt = lcg(cout * cin * kernel[0] * kernel[1], 100 + case);
+                    let want = super::super::conv::conv2d_input_grad_gemm(&dy, &wt, &p);
+                    if let Some(got) = input_grad(&dy, &wt, &p) {
+                        direct_cases += 1;
+                        let d = rel_diff(&got, &want);
+                        assert!(d < 1e-5, "{p:?}: rel diff {d}");
+                    }
+                }
+            }
+        }
+        assert!(direct_cases > 30, "only {direct_cases} cases took the direct path");
     }
 
     /// Threads splitting one image's channels (batch below the thread count) give the same result.
