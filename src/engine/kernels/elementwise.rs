@@ -55,7 +55,13 @@ pub fn clamp_grad(x: &[f32], dy: &[f32], lo: f32, hi: f32) -> Vec<f32> {
         .for_each(|(d, (x, g))| {
             d.iter_mut()
                 .zip(x.iter().zip(g))
-                .for_each(|(d, (&x, &g))| *d = if lo < x && x <= hi { g } else { 0.0 });
+                // A bit mask rather than `if`: the branch on the sign of a ReLU input is a coin flip that
+                // the predictor loses half the time, and it kept the loop scalar (19% of ResNet20
+                // distillation in a profile). `&` on the comparisons, not `&&`, keeps it branch-free.
+                .for_each(|(d, (&x, &g))| {
+                    let keep = 0u32.wrapping_sub(u32::from((lo < x) & (x <= hi)));
+                    *d = f32::from_bits(g.to_bits() & keep);
+                });
         });
     dx
 }
