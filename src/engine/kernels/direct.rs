@@ -310,11 +310,18 @@ fn pad_into(buf: &mut Vec<f32>, x: &[f32], g: &Geom, p: &Conv2dParams) {
                         row.fill(0.0);
                         continue;
                     }
+                    // Columns `c` with `pl ≤ b + c·sw < pl + w` come from the image, the rest are zeros.
                     let s = &src[(yp - pt) * w..(yp - pt + 1) * w];
-                    for (c, o) in row.iter_mut().enumerate() {
-                        let xp = b + c * g.sw;
-                        *o = if (pl..pl + w).contains(&xp) { s[xp - pl] } else { 0.0 };
+                    let c0 = pl.saturating_sub(b).div_ceil(g.sw).min(g.wq);
+                    let c1 = (pl + w).saturating_sub(b).div_ceil(g.sw).clamp(c0, g.wq);
+                    row[..c0].fill(0.0);
+                    if c1 > c0 {
+                        let first = b + c0 * g.sw - pl;
+                        for (o, &v) in row[c0..c1].iter_mut().zip(s[first..].iter().step_by(g.sw)) {
+                            *o = v;
+                        }
                     }
+                    row[c1..].fill(0.0);
                 }
             }
         }
