@@ -4,23 +4,23 @@
 //! channels on 32×32 to 8×8 planes) spent 38% in the GEMM microkernels but 19% building im2col columns,
 //! 12% in the GEMM's packing copies, 8% zeroing the freshly allocated column buffers and 4% faulting in
 //! their pages. At these sizes the GEMM's operands are tiny, so everything around the multiply costs
-//! more than the multiply itself. This kernel reads the (zero-padded) image in place instead: per tap
-//! the 16-lane input vector is an unaligned load at offset `i·Wp + j`, the weight a broadcast, and the
-//! accumulators land in NCHW order, so there is no column matrix, no packing of the input and no
-//! transpose.
+//! more than the multiply itself. This kernel reads the image instead: per tap the 16-lane input vector
+//! is an unaligned load at a fixed offset, the weight a broadcast, and the accumulators land in NCHW
+//! order, so there is no column matrix, no packing of the input and no transpose.
 //!
-//! Layout trick: each image is copied once into a per-thread buffer with the padding materialised
-//! (`Hp × Wp` planes, `Wp = pl + w + pr`). Output pixel `(oy, ox)` is then computed at the flattened
-//! position `q = oy·Wp + ox`, whose input for tap `(i, j)` sits at `q + i·Wp + j`: one contiguous run for
-//! the whole plane, vectorised 16 positions at a time regardless of the row width. The `Wp − wo`
-//! positions per row that are not outputs are computed and dropped: each vector is compressed to its
-//! valid lanes (in register — a compressing store to memory is microcoded and slow on Zen 4) before a
-//! masked store. An 8×8 plane with padding 1 thus uses 80% of the lanes instead of 50% for one masked
-//! vector per row.
+//! Two layouts of the input:
+//! - [`Same`] (stride 1, output rows as wide as the input's, e.g. every 3×3 with padding 1): the
+//!   unpadded image read in place; the padding's zeros are the lanes masked off in the load.
+//! - [`Geom`] (everything else: strided, or output narrower than the input): each image copied once
+//!   into a per-thread buffer with the padding materialised (`Hp × Wp` planes, split into phases for
+//!   strides). Output pixel `(oy, ox)` is computed at the flattened position `q = oy·Wq + ox`, whose
+//!   input for tap `(i, j)` sits at a fixed offset from `q`: one contiguous run for the whole plane. The
+//!   `Wq − wo` positions per row that are not outputs are computed and dropped: each vector is
+//!   compressed to its valid lanes (in register — a compressing store to memory is microcoded and slow
+//!   on Zen 4) before a masked store.
 //!
 //! Register blocking: [`R`] output channels × [`V`] vectors of accumulators (24 of the 32 zmm
-//! registers), the input channels and taps innermost, weights pre-packed so that each tap's `R` weights
-//! are contiguous broadcasts.
+//! registers), weights pre-packed so that each step's `R` weights are contiguous broadcasts.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -468,20 +468,25 @@ mod x86 {
         unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity()) }
     }
 
-    /// Runs [`block_same`] instantiated for `rb` channels (1..=R) and `vb` vectors (1..=V).
+    /// Calls `$f::<RB, VB> $args` for the run-time `rb` (1..=R) and `vb` (1..=V).
+    macro_rules! instantiate {
+        ($f:ident, $rb:expr, $vb:expr, $args:tt) => {
+            instantiate!(@arms $f, $rb, $vb, $args; 1 2 3 4 5 6 7 8)
+        };
+        (@arms $f:ident, $rb:expr, $vb:expr, $args:tt; $($r:literal)*) => {
+            match ($rb, $vb) {
+                $(($r, 1) => $f::<$r, 1> $args,
+                  ($r, 2) => $f::<$r, 2> $args,
+                  ($r, 3) => $f::<$r, 3> $args,)*
+                (rb, vb) => unreachable!("register block {rb}×{vb} out of range"),
+            }
+        };
+    }
+
+    /// Runs [`block_same`] instantiated for `rb` channels and `vb` vectors.
     #[target_feature(enable = "avx512f")]
     fn dispatch_same(rb: usize, vb: usize, b: &mut Block, s: &Same, v0: usize) {
-        macro_rules! arms {
-            ($($r:literal)*) => {
-                match (rb, vb) {
-                    $(($r, 1) => block_same::<$r, 1>(b, s, v0),
-                      ($r, 2) => block_same::<$r, 2>(b, s, v0),
-                      ($r, 3) => block_same::<$r, 3>(b, s, v0),)*
-                    _ => unreachable!("register block {rb}×{vb} out of range"),
-                }
-            };
-        }
-        arms!(1 2 3 4 5 6 7 8)
+        instantiate!(block_same, rb, vb, (b, s, v0))
     }
 
     /// [`block`] on the unpadded image ([`Same`]): taps outermost so each tap's `VB` lane masks stay
@@ -547,20 +552,10 @@ mod x86 {
         }
     }
 
-    /// Runs [`block`] instantiated for `rb` channels (1..=R) and `vb` vectors (1..=V).
+    /// Runs [`block`] instantiated for `rb` channels and `vb` vectors.
     #[target_feature(enable = "avx512f")]
     fn dispatch(rb: usize, vb: usize, b: &mut Block, g: &Geom, v0: usize, vt: &[(u16, usize)]) {
-        macro_rules! arms {
-            ($($r:literal)*) => {
-                match (rb, vb) {
-                    $(($r, 1) => block::<$r, 1>(b, g, v0, vt),
-                      ($r, 2) => block::<$r, 2>(b, g, v0, vt),
-                      ($r, 3) => block::<$r, 3>(b, g, v0, vt),)*
-                    _ => unreachable!("register block {rb}×{vb} out of range"),
-                }
-            };
-        }
-        arms!(1 2 3 4 5 6 7 8)
+        instantiate!(block, rb, vb, (b, g, v0, vt))
     }
 
     /// `RB` output channels × `VB` vectors starting at vector `v0` of the flattened run: bias, the
