@@ -24,9 +24,9 @@ use burn::backend::{backend_extension, Autodiff, Dispatch, Flex, TensorMetadata}
 use burn::tensor::{Tensor, TensorData};
 
 use super::conv::{
-    conv2d_bias_grad, conv2d_forward, conv2d_forward_fused, conv2d_input_grad, conv2d_weight_grad,
-    Conv2dParams, Epilogue,
+    conv2d_bias_grad, conv2d_forward_keyed, conv2d_input_grad_keyed, conv2d_weight_grad, Conv2dParams, Epilogue,
 };
+use super::prepared::WeightKey;
 use super::{bn_stats, elementwise};
 pub use super::elementwise::FakeQuantParams;
 
@@ -161,6 +161,15 @@ fn with_f32<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     }
 }
 
+/// The identity of a weight tensor's elements for the kernels' per-weight cache ([`super::prepared`]);
+/// `None` unless [`with_f32`] borrows them (contiguous f32), since a converted copy has no identity.
+fn weight_key(t: &FlexTensor) -> Option<WeightKey> {
+    if t.as_slice::<f32>().is_none() || !t.is_contiguous() {
+        return None;
+    }
+    t.layout().contiguous_offsets().map(|range| WeightKey::new(&t.data_arc(), range))
+}
+
 fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
@@ -174,9 +183,10 @@ impl CpuKernels for Flex {
     ) -> FlexTensor {
         let p = params(&x, &w, attrs);
         let [ho, wo] = p.out_hw();
+        let key = weight_key(&w);
         let y = with_f32(&x, |xs| {
             with_f32(&w, |ws| {
-                with_f32(&bias, |bs| conv2d_forward(xs, ws, Some(bs), &p))
+                with_f32(&bias, |bs| conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &Epilogue::NONE, &p))
             })
         });
         flex(y, [p.n, p.cout, ho, wo])
@@ -193,12 +203,13 @@ impl CpuKernels for Flex {
         let p = params(&x, &w, attrs);
         let [ho, wo] = p.out_hw();
         let has_residual = residual.shape().iter().product::<usize>() > 0;
+        let key = weight_key(&w);
         let y = with_f32(&x, |xs| {
             with_f32(&w, |ws| {
                 with_f32(&bias, |bs| {
                     with_f32(&residual, |rs| {
                         let e = Epilogue { residual: has_residual.then_some(rs), lo: bounds.lo, hi: bounds.hi };
-                        conv2d_forward_fused(xs, ws, Some(bs), &e, &p)
+                        conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &e, &p)
                     })
                 })
             })
@@ -303,7 +314,8 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let p = params(&x, &w, attrs);
         with_f32(&dy, |dys| {
             if let Some(node) = node_x {
-                let dx = with_f32(&w, |ws| conv2d_input_grad(dys, ws, &p));
+                let key = weight_key(&w);
+                let dx = with_f32(&w, |ws| conv2d_input_grad_keyed(dys, ws, key.as_ref(), &p));
                 grads.register::<Flex>(node.id, flex(dx, [p.n, p.cin, p.hw[0], p.hw[1]]));
             }
             if let Some(node) = node_w {

@@ -14,10 +14,12 @@
 //! Images run in parallel when there are at least as many as threads; otherwise the GEMM splits the work.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::prepared::{self, Use, WeightKey};
 use super::{depthwise, direct};
 
 /// Geometry of a convolution.
@@ -323,8 +325,25 @@ impl Epilogue<'_> {
 /// ([`super::direct`]) where the CPU has it and `ZEROQ_DIRECT_CONV=0` does not turn it off; everything
 /// else to im2col + GEMM (or the depthwise kernel).
 pub fn conv2d_forward_fused(x: &[f32], w: &[f32], bias: Option<&[f32]>, epilogue: &Epilogue, p: &Conv2dParams) -> Vec<f32> {
-    if direct::enabled() {
-        if let Some(out) = direct::forward(x, w, bias, epilogue, p) {
+    conv2d_forward_keyed(x, w, None, bias, epilogue, p)
+}
+
+/// [`conv2d_forward_fused`] with the weight's identity, when the caller has one: the direct kernel's
+/// packed weight is then built once per weight tensor ([`super::prepared`]) instead of on every call.
+pub(super) fn conv2d_forward_keyed(
+    x: &[f32],
+    w: &[f32],
+    key: Option<&WeightKey>,
+    bias: Option<&[f32]>,
+    epilogue: &Epilogue,
+    p: &Conv2dParams,
+) -> Vec<f32> {
+    if direct::enabled() && direct::eligible(p) {
+        let prepared = match key {
+            Some(k) => prepared::get_or_build(k, p, Use::Forward, || direct::prepare(w, p)),
+            None => direct::prepare(w, p).map(Arc::new),
+        };
+        if let Some(out) = prepared.and_then(|pr| direct::run(x, &pr, bias, epilogue, p.n)) {
             return out;
         }
     }
@@ -381,8 +400,17 @@ pub(super) fn conv2d_forward_fused_im2col(
 /// Gradient of the convolution with respect to its input: `dy` `[n, cout, ho, wo]` and the weight give
 /// `dx` `[n, cin, h, w]`.
 pub fn conv2d_input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
-    if direct::enabled() {
-        if let Some(dx) = direct::input_grad(dy, w, p) {
+    conv2d_input_grad_keyed(dy, w, None, p)
+}
+
+/// [`conv2d_input_grad`] with the weight's identity (see [`conv2d_forward_keyed`]).
+pub(super) fn conv2d_input_grad_keyed(dy: &[f32], w: &[f32], key: Option<&WeightKey>, p: &Conv2dParams) -> Vec<f32> {
+    if direct::enabled() && direct::eligible(p) {
+        let prepared = match key {
+            Some(k) => prepared::get_or_build(k, p, Use::InputGrad, || direct::prepare_input_grad(w, p)),
+            None => direct::prepare_input_grad(w, p).map(Arc::new),
+        };
+        if let Some(dx) = prepared.and_then(|pr| direct::run(dy, &pr, None, &Epilogue::NONE, p.n)) {
             return dx;
         }
     }

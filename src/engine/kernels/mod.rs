@@ -14,6 +14,7 @@ mod conv;
 mod depthwise;
 mod direct;
 mod elementwise;
+mod prepared;
 
 pub use burn_op::{
     channel_affine, clamp, conv2d, conv2d_fused, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,
