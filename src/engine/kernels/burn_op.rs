@@ -170,6 +170,20 @@ fn weight_key(t: &FlexTensor) -> Option<WeightKey> {
     t.layout().contiguous_offsets().map(|range| WeightKey::new(&t.data_arc(), range))
 }
 
+/// The convolution on `Flex` tensors; `winograd` as in [`conv2d_forward_keyed`] (inference allows it, the
+/// autodiff path does not).
+fn conv_forward(x: FlexTensor, w: FlexTensor, bias: FlexTensor, attrs: ConvAttrs, winograd: bool) -> FlexTensor {
+    let p = params(&x, &w, attrs);
+    let [ho, wo] = p.out_hw();
+    let key = weight_key(&w);
+    let y = with_f32(&x, |xs| {
+        with_f32(&w, |ws| {
+            with_f32(&bias, |bs| conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &Epilogue::NONE, &p, winograd))
+        })
+    });
+    flex(y, [p.n, p.cout, ho, wo])
+}
+
 fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
@@ -181,15 +195,7 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         attrs: ConvAttrs,
     ) -> FlexTensor {
-        let p = params(&x, &w, attrs);
-        let [ho, wo] = p.out_hw();
-        let key = weight_key(&w);
-        let y = with_f32(&x, |xs| {
-            with_f32(&w, |ws| {
-                with_f32(&bias, |bs| conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &Epilogue::NONE, &p))
-            })
-        });
-        flex(y, [p.n, p.cout, ho, wo])
+        conv_forward(x, w, bias, attrs, true)
     }
 
     fn zeroq_conv2d_fused(
@@ -209,7 +215,7 @@ impl CpuKernels for Flex {
                 with_f32(&bias, |bs| {
                     with_f32(&residual, |rs| {
                         let e = Epilogue { residual: has_residual.then_some(rs), lo: bounds.lo, hi: bounds.hi };
-                        conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &e, &p)
+                        conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &e, &p, true)
                     })
                 })
             })
@@ -376,10 +382,10 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         );
         match prep {
             OpsKind::Tracked(prep) => {
-                let y = Flex::zeroq_conv2d(x.clone(), w.clone(), bias, attrs);
+                let y = conv_forward(x.clone(), w.clone(), bias, attrs, false);
                 prep.finish((x, w, attrs), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::zeroq_conv2d(x, w, bias, attrs)),
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(x, w, bias, attrs, false)),
         }
     }
 

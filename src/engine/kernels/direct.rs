@@ -28,6 +28,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::conv::{Conv2dParams, Epilogue};
+use super::winograd;
 
 /// Output channels per register block.
 const R: usize = 8;
@@ -86,24 +87,31 @@ pub(super) struct Prepared {
     packed: Vec<f32>,
     /// [`Geom::vectors`] for the padded layout, empty for [`Same`].
     vectors: Vec<(u16, usize)>,
+    /// The transformed weights when the convolution runs as Winograd F(2×2, 3×3) instead
+    /// ([`super::winograd`]); `packed` is empty then.
+    winograd: Option<Vec<f32>>,
 }
 
 /// [`Prepared`] for `w` `[cout, cin, kh, kw]` and `p`, or `None` when the kernel does not apply (not
-/// [`eligible`], no AVX-512, or a weight of the wrong length).
-pub(super) fn prepare(w: &[f32], p: &Conv2dParams) -> Option<Prepared> {
+/// [`eligible`], no AVX-512, or a weight of the wrong length). With `winograd`, 3×3 stride-1
+/// convolutions with enough channels run as Winograd F(2×2, 3×3) ([`winograd::applies`]).
+pub(super) fn prepare_with(w: &[f32], p: &Conv2dParams, winograd: bool) -> Option<Prepared> {
     if !eligible(p) || !available() || w.len() != p.cout * p.cin * p.kernel[0] * p.kernel[1] {
         return None;
     }
     let same = Same::new(p);
     let geom = Geom::new(p);
+    if winograd && winograd::applies(p) {
+        let u = winograd::transform_weights(w, p.cout, p.cin);
+        return Some(Prepared { params: *p, geom, same, packed: Vec::new(), vectors: Vec::new(), winograd: Some(u) });
+    }
     let packed = pack(w, p.cout, p.cin, geom.taps.len(), same.is_some());
     let vectors = if same.is_none() { geom.vectors() } else { Vec::new() };
-    Some(Prepared { params: *p, geom, same, packed, vectors })
+    Some(Prepared { params: *p, geom, same, packed, vectors, winograd: None })
 }
 
-/// The direct convolution with `epilogue` applied, or `None` when the kernel does not apply (see
-/// [`prepare`]): then the caller takes the im2col path. Ignores `ZEROQ_DIRECT_CONV` (the caller
-/// checks [`enabled`]), so tests can compare both paths in one process.
+/// The direct convolution (never Winograd) with `epilogue` applied, or `None` when the kernel does not
+/// apply (see [`prepare`]). Ignores `ZEROQ_DIRECT_CONV`, so tests can compare paths in one process.
 #[cfg(test)]
 pub(super) fn forward(
     x: &[f32],
@@ -112,7 +120,7 @@ pub(super) fn forward(
     epilogue: &Epilogue,
     p: &Conv2dParams,
 ) -> Option<Vec<f32>> {
-    run(x, &prepare(w, p)?, bias, epilogue, p.n)
+    run(x, &prepare_with(w, p, false)?, bias, epilogue, p.n)
 }
 
 /// The convolution of the `n` images `x` with a [`Prepared`] weight; `None` when `x` or `bias` do not
@@ -142,14 +150,22 @@ pub(super) fn run(x: &[f32], pr: &Prepared, bias: Option<&[f32]>, epilogue: &Epi
 /// the input's size. Distillation needs this gradient for every conv on every iteration; as a
 /// convolution it runs on the direct kernel (no `Wᵀ·dy` column matrix, no col2im). `None` where that
 /// does not apply (strided, grouped, dilated, pointwise, padding wider than the kernel, or no AVX-512).
+/// With `winograd`, as the engine runs it; without, on the direct kernel alone.
 #[cfg(test)]
-pub(super) fn input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Option<Vec<f32>> {
-    run(dy, &prepare_input_grad(w, p)?, None, &Epilogue::NONE, p.n)
+pub(super) fn input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams, winograd: bool) -> Option<Vec<f32>> {
+    run(dy, &prepare_input_grad_with(w, p, winograd)?, None, &Epilogue::NONE, p.n)
 }
 
 /// The [`Prepared`] weight that [`input_grad`] convolves `dy` with (see there), or `None` where that
 /// does not apply.
+/// The direct kernel only: like the forward on the autodiff path, the gradient keeps the direct sum
+/// (see [`super::conv::conv2d_forward_keyed`]).
 pub(super) fn prepare_input_grad(w: &[f32], p: &Conv2dParams) -> Option<Prepared> {
+    prepare_input_grad_with(w, p, false)
+}
+
+/// [`prepare_input_grad`], Winograd allowed or not.
+fn prepare_input_grad_with(w: &[f32], p: &Conv2dParams, winograd: bool) -> Option<Prepared> {
     let [kh, kw] = p.kernel;
     let [pt, pl, pb, pr] = p.pads;
     if p.strides != [1, 1] || pt >= kh || pb >= kh || pl >= kw || pr >= kw {
@@ -178,7 +194,7 @@ pub(super) fn prepare_input_grad(w: &[f32], p: &Conv2dParams) -> Option<Prepared
             }
         }
     }
-    prepare(&flipped, &t)
+    prepare_with(&flipped, &t, winograd && winograd::eligible(&t))
 }
 
 /// Sizes of the padded image and of the flattened output run, checked once against the slices.
@@ -447,6 +463,9 @@ mod x86 {
 
     /// [`super::run`], its lengths checked.
     pub(super) fn forward(x: &[f32], pr: &Prepared, bias: Option<&[f32]>, e: &Epilogue, p: &Conv2dParams) -> Vec<f32> {
+        if let Some(u) = &pr.winograd {
+            return winograd::forward(x, u, bias, e, p);
+        }
         let (same, g, packed, vectors) = (&pr.same, &pr.geom, &pr.packed, &pr.vectors);
         let taps = g.taps.len();
         let zeros;
@@ -813,15 +832,17 @@ mod tests {
                     let dy = lcg(n * cout * ho * wo, case);
                     let wt = lcg(cout * cin * kernel[0] * kernel[1], 100 + case);
                     let want = super::super::conv::conv2d_input_grad_gemm(&dy, &wt, &p);
-                    if let Some(got) = input_grad(&dy, &wt, &p) {
-                        direct_cases += 1;
-                        let d = rel_diff(&got, &want);
-                        assert!(d < 1e-5, "{p:?}: rel diff {d}");
+                    for winograd in [false, true] {
+                        if let Some(got) = input_grad(&dy, &wt, &p, winograd) {
+                            direct_cases += 1;
+                            let d = rel_diff(&got, &want);
+                            assert!(d < 1e-5, "{p:?} winograd {winograd}: rel diff {d}");
+                        }
                     }
                 }
             }
         }
-        assert!(direct_cases > 30, "only {direct_cases} cases took the direct path");
+        assert!(direct_cases > 60, "only {direct_cases} cases took the direct path");
     }
 
     /// The vectorised stride-2 gather equals the scalar one for every length and source slack.

@@ -15,6 +15,7 @@ mod depthwise;
 mod direct;
 mod elementwise;
 mod prepared;
+mod winograd;
 
 pub use burn_op::{
     channel_affine, clamp, conv2d, conv2d_fused, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,

@@ -39,8 +39,8 @@ impl WeightKey {
 /// What a cached [`Prepared`] was built for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Use {
-    /// The forward convolution.
-    Forward,
+    /// The forward convolution, Winograd allowed (inference) or not (training).
+    Forward { winograd: bool },
     /// The input gradient (the flipped, transposed weight).
     InputGrad,
 }
@@ -129,23 +129,23 @@ mod tests {
         let built = std::cell::Cell::new(0);
         let build = || {
             built.set(built.get() + 1);
-            super::super::direct::prepare(&w, &p)
+            super::super::direct::prepare_with(&w, &p, false)
         };
         let a = Arc::new(vec![0u8; 4]);
         let b = Arc::new(vec![0u8; 4]);
         let ka = WeightKey::new(&a, (0, 72));
-        let first = get_or_build(&ka, &p, Use::Forward, build).expect("eligible");
-        let again = get_or_build(&ka, &Conv2dParams { n: 7, ..p }, Use::Forward, build).expect("eligible");
+        let first = get_or_build(&ka, &p, Use::Forward { winograd: true }, build).expect("eligible");
+        let again = get_or_build(&ka, &Conv2dParams { n: 7, ..p }, Use::Forward { winograd: true }, build).expect("eligible");
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(built.get(), 1);
-        get_or_build(&WeightKey::new(&b, (0, 72)), &p, Use::Forward, build);
-        get_or_build(&WeightKey::new(&a, (72, 144)), &p, Use::Forward, build);
+        get_or_build(&WeightKey::new(&b, (0, 72)), &p, Use::Forward { winograd: true }, build);
+        get_or_build(&WeightKey::new(&a, (72, 144)), &p, Use::Forward { winograd: true }, build);
         get_or_build(&ka, &p, Use::InputGrad, build);
         assert_eq!(built.get(), 4);
         drop(a);
         let a2 = Arc::new(vec![0u8; 4]);
-        get_or_build(&WeightKey::new(&a2, (0, 72)), &p, Use::Forward, build);
-        get_or_build(&ka, &p, Use::Forward, build);
+        get_or_build(&WeightKey::new(&a2, (0, 72)), &p, Use::Forward { winograd: true }, build);
+        get_or_build(&ka, &p, Use::Forward { winograd: true }, build);
         assert_eq!(built.get(), 6, "a dropped storage never hits");
     }
 }
