@@ -173,8 +173,30 @@ struct Segment {
 struct Pair {
     base: [[isize; 4]; 2],
     masks: [[[u16; 2]; 4]; 2],
-    store: [u16; 2],
-    at: [usize; 2],
+    /// The pair's tiles: see [`Lanes`].
+    lanes: Lanes,
+}
+
+/// Where a pair of segments' tiles sit in a vector and in `V`/`M`: lanes 0..cnt of the first
+/// segment and 8..8+cnt of the second (`mask`), stored as `count` consecutive tiles from `pos` (the
+/// second segment's tiles follow the first's in the block's numbering). `in_place` when the first
+/// segment is full, so the lanes are already consecutive; otherwise they are compressed before the
+/// store and expanded after the load, in register.
+#[derive(Clone, Copy)]
+struct Lanes {
+    mask: u16,
+    count: usize,
+    pos: usize,
+    in_place: bool,
+}
+
+impl Lanes {
+    fn new(sa: Segment, sb: Option<Segment>) -> Self {
+        debug_assert!(sb.is_none_or(|b| b.pos == sa.pos + sa.cnt));
+        let cb = sb.map_or(0, |b| b.cnt);
+        let mask = (((1u32 << sa.cnt) - 1) | (((1u32 << cb) - 1) << SEG)) as u16;
+        Self { mask, count: sa.cnt + cb, pos: sa.pos, in_place: sa.cnt == SEG }
+    }
 }
 
 /// The output pointer shared by the blocks, which write disjoint tiles.
@@ -194,12 +216,19 @@ pub(super) fn forward(x: &[f32], u: &[f32], bias: Option<&[f32]>, e: &Epilogue, 
     assert_eq!(u.len(), E * t.coutp * t.cin, "winograd: transformed weight of the wrong size");
     let out_per = t.cout * t.out[0] * t.out[1];
     let in_per = t.cin * t.hw[0] * t.hw[1];
-    let mut out = vec![0f32; p.n * out_per];
+    // Not zeroed: the tiles cover every output pixel of every channel exactly once (a tile's pixels
+    // beyond the plane are not stored), so a memset would only be overwritten.
+    let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(p.n * out_per);
+    // SAFETY: `MaybeUninit` needs no initialisation; the length is the capacity just reserved.
+    unsafe { out.set_len(p.n * out_per) };
+    // Tests see any element left unwritten: it stays NaN instead of whatever the memory held.
+    #[cfg(test)]
+    out.fill(std::mem::MaybeUninit::new(f32::NAN));
     let zeros = vec![0f32; t.cout];
     let bias = bias.unwrap_or(&zeros);
     let total_rows = p.n * t.ty;
     let out_len = out.len();
-    let dst = Out(out.as_mut_ptr());
+    let dst = Out(out.as_mut_ptr().cast::<f32>());
     (0..total_rows.div_ceil(t.rows)).into_par_iter().for_each(|b| {
         let rows = b * t.rows..((b + 1) * t.rows).min(total_rows);
         let tpad = (rows.len() * t.tx).div_ceil(LANES) * LANES;
@@ -229,7 +258,9 @@ pub(super) fn forward(x: &[f32], u: &[f32], bias: Option<&[f32]>, e: &Epilogue, 
             }
         });
     });
-    out
+    // SAFETY: every element was written (see above); `MaybeUninit<f32>` has `f32`'s layout.
+    let mut out = std::mem::ManuallyDrop::new(out);
+    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity()) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -272,8 +303,7 @@ mod x86 {
                 let mut p = Pair {
                     base: [[0; 4]; 2],
                     masks: [[[0; 2]; 4]; 2],
-                    store: [first(sa.cnt), sb.map_or(0, |s| first(s.cnt))],
-                    at: [sa.pos, sb.map_or(sa.pos, |s| s.pos)],
+                    lanes: Lanes::new(sa, sb),
                 };
                 for (k, seg) in [Some(sa), sb].into_iter().enumerate() {
                     let Some(seg) = seg else { continue };
@@ -293,7 +323,7 @@ mod x86 {
         // Channels outermost: the loads then walk each input plane in order (with pairs outermost,
         // the same rows of every channel, 4 KiB apart on a 32×32 plane, fought over one L1 set).
         for ci in 0..t.cin {
-            for &Pair { base, masks, store, at } in &pairs {
+            for &Pair { base, masks, lanes } in &pairs {
                 let mut d = [[_mm512_setzero_ps(); 4]; 4];
                 for (i, di) in d.iter_mut().enumerate() {
                     // The 16 columns from the segment's start hold columns 0 and 1 of its 8 tiles
@@ -326,14 +356,12 @@ mod x86 {
                 for i in 0..4 {
                     let vi = bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]);
                     for (j, &val) in vi.iter().enumerate() {
-                        let plane = v.as_mut_ptr().wrapping_add((4 * i + j) * estride + ci * tpad);
-                        // SAFETY: segment `s` stores lanes for its `cnt` tiles at `pos..pos + cnt ≤
-                        // tpad` of row `ci` of plane `4i + j`, inside `v` (asserted). The second
-                        // segment's lanes start at lane 8, so its pointer is moved back by 8
-                        // (wrapping: the lanes before it are masked off).
+                        let packed = if lanes.in_place { val } else { _mm512_maskz_compress_ps(lanes.mask, val) };
+                        // SAFETY: the pair's `count` tiles are `pos..pos + count ≤ tpad` of row `ci`
+                        // of plane `4i + j`, inside `v` (asserted).
                         unsafe {
-                            _mm512_mask_storeu_ps(plane.add(at[0]), store[0], val);
-                            _mm512_mask_storeu_ps(plane.wrapping_add(at[1]).wrapping_sub(SEG), store[1] << SEG, val);
+                            let plane = v.as_mut_ptr().add((4 * i + j) * estride + ci * tpad);
+                            _mm512_mask_storeu_ps(plane.add(lanes.pos), first(lanes.count), packed);
                         }
                     }
                 }
@@ -417,17 +445,14 @@ mod x86 {
         let (lo, hi) = (_mm512_set1_ps(ep.lo), _mm512_set1_ps(ep.hi));
         for pair in segs.chunks(2) {
             let (sa, sb) = (pair[0], pair.get(1).copied());
-            let load = [first(sa.cnt), sb.map_or(0, |s| first(s.cnt))];
-            let at = [sa.pos, sb.map_or(sa.pos, |s| s.pos)];
+            let lanes = Lanes::new(sa, sb);
             for co in 0..t.cout {
                 let b = _mm512_set1_ps(bias[co]);
-                // SAFETY: both segments' tiles lie at `pos..pos + cnt ≤ tpad` of row `co` of each
-                // plane, inside `m` (asserted); the second one's lanes start at lane 8 (pointer moved
-                // back, the lanes before it masked off).
-                let me: [__m512; E] = std::array::from_fn(|e| unsafe {
-                    let plane = m.as_ptr().wrapping_add(e * estride + co * tpad);
-                    let a = _mm512_maskz_loadu_ps(load[0], plane.add(at[0]));
-                    _mm512_mask_loadu_ps(a, load[1] << SEG, plane.wrapping_add(at[1]).wrapping_sub(SEG))
+                // SAFETY: the pair's `count` tiles are `pos..pos + count ≤ tpad` of row `co` of each
+                // plane, inside `m` (asserted).
+                let me: [__m512; E] = std::array::from_fn(|e| {
+                    let v = unsafe { _mm512_maskz_loadu_ps(first(lanes.count), m.as_ptr().add(e * estride + co * tpad + lanes.pos)) };
+                    if lanes.in_place { v } else { _mm512_maskz_expand_ps(lanes.mask, v) }
                 });
                 // Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], on rows then columns.
                 let at2 = |a: [__m512; 4]| {
@@ -510,7 +535,8 @@ mod tests {
                         let want = conv2d_forward_fused_im2col(&x, &wt, bias, &e, &p);
                         let got = forward(&x, &u, bias, &e, &p);
                         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-                        let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / scale;
+                        // NaN (an unwritten element, see `forward`) counts as infinitely far.
+                        let d = got.iter().zip(&want).map(|(a, b)| if a.is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max) / scale;
                         assert!(d < 1e-5, "{p:?} bias {} residual {}: rel diff {d}", bias.is_some(), e.residual.is_some());
                     }
                 }
