@@ -79,11 +79,14 @@ def cases(tmp):
     }
 
 
-def eval_row(threads, env):
-    """ResNet20 eval images/s: zeroq eval (its default batch) vs ONNX Runtime, back to back.
+def eval_row(threads, env, rounds=3):
+    """ResNet20 eval images/s: zeroq eval (its default batch) vs ONNX Runtime, alternating `rounds` times.
 
-    ONNX Runtime runs at zeroq's batch and at 500; the ratio is against the faster of the two (both
-    engines run small batches faster: the activations stay in cache)."""
+    ONNX Runtime runs at zeroq's batch and at 500; its figure per round is the faster of the two (both
+    engines run small batches faster: the activations stay in cache). The ratio is of the medians over
+    the rounds: this machine's speed drifts by up to ±15% within minutes, and one back-to-back pair
+    moved the ratio by as much."""
+    import statistics
     import time
 
     import numpy as np
@@ -92,20 +95,26 @@ def eval_row(threads, env):
     from engine_peer import load_cifar, ort_session
 
     model, data = f"{ASSETS}/resnet20_cifar10.onnx", "../shared/assets/cifar10/test_batch.bin"
-    zq, _ = run([ZEROQ, "eval", model, "--data", f"cifar10:{data}", "--json", "--quiet", "--threads", str(threads)], env)
-    z = json.loads(zq)
     x, labels = load_cifar(data)
     sess = ort_session(model, threads)
     name = sess.get_inputs()[0].name
-    ort = {}
-    for batch in sorted({z["batch"], 500}):
-        sess.run(None, {name: x[:batch]})
-        t0 = time.perf_counter()
-        logits = np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
-        ort[batch] = len(x) / (time.perf_counter() - t0)
-    best = max(ort, key=ort.get)
-    return {"zeroq_images_per_s": z["images_per_s"], "zeroq_batch": z["batch"], "ort_images_per_s": ort[best],
-            "ort_batch": best, "ort_images_per_s_by_batch": {str(b): v for b, v in ort.items()},
+    zq_runs, ort_runs, ort_by_batch = [], [], {}
+    for _ in range(rounds):
+        zq, _ = run([ZEROQ, "eval", model, "--data", f"cifar10:{data}", "--json", "--quiet", "--threads", str(threads)], env)
+        z = json.loads(zq)
+        zq_runs.append(z["images_per_s"])
+        ort = {}
+        for batch in sorted({z["batch"], 500}):
+            sess.run(None, {name: x[:batch]})
+            t0 = time.perf_counter()
+            logits = np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+            ort[batch] = len(x) / (time.perf_counter() - t0)
+            ort_by_batch.setdefault(str(batch), []).append(ort[batch])
+        best = max(ort, key=ort.get)
+        ort_runs.append(ort[best])
+    return {"zeroq_images_per_s": statistics.median(zq_runs), "zeroq_batch": z["batch"],
+            "ort_images_per_s": statistics.median(ort_runs), "ort_batch": best,
+            "zeroq_runs": zq_runs, "ort_runs": ort_runs, "ort_images_per_s_by_batch": ort_by_batch,
             "zeroq_top1": z["top1"], "ort_top1": 100.0 * float((logits.argmax(1) == labels).mean())}
 
 
@@ -180,9 +189,11 @@ def main():
     if not a.no_eval:
         e = eval_row(a.threads, env)
         result["eval"] = e
-        print(f"eval ResNet20, 10,000 CIFAR-10 images: zeroq {e['zeroq_images_per_s']:.0f} images/s (batch {e['zeroq_batch']}), "
-              f"ONNX Runtime {e['ort_images_per_s']:.0f} images/s (batch {e['ort_batch']}, its faster of "
-              f"{', '.join(e['ort_images_per_s_by_batch'])}), "
+        runs = lambda v: ", ".join(f"{r:.0f}" for r in v)
+        print(f"eval ResNet20, 10,000 CIFAR-10 images, median of {len(e['zeroq_runs'])} alternating rounds: "
+              f"zeroq {e['zeroq_images_per_s']:.0f} images/s (batch {e['zeroq_batch']}; {runs(e['zeroq_runs'])}), "
+              f"ONNX Runtime {e['ort_images_per_s']:.0f} images/s (per round the faster of batch "
+              f"{', '.join(e['ort_images_per_s_by_batch'])}; {runs(e['ort_runs'])}), "
               f"ratio {e['zeroq_images_per_s'] / e['ort_images_per_s']:.2f}x (higher is better); "
               f"top-1 {e['zeroq_top1']:.2f}% | {e['ort_top1']:.2f}%")
         with tempfile.TemporaryDirectory() as tmp:

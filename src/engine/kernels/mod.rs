@@ -6,7 +6,10 @@
 //! - inference (ResNet20, 1,000 CIFAR images, batch 500, 2 threads): Conv took 3.0 s of 3.5 s, mostly in
 //!   flex's NHWC conversion and tiled im2col rather than in the GEMM itself;
 //! - distillation (ResNet20 batch 32, EfficientNet-Lite0 224² batch 8): burn's conv forward and its
-//!   conv-transpose input gradient made distillation 2–3x slower than PyTorch (BENCHMARKS.md).
+//!   conv-transpose input gradient made distillation 2–3x slower than PyTorch (BENCHMARKS.md);
+//! - eval on the direct kernel ([`direct`]): 79% in 3×3 stride-1 convolutions at 80–95% of the FMA
+//!   peak, hence Winograd F(2×2, 3×3) for them in inference plans ([`winograd`]), with the packed and
+//!   transformed weights kept per weight tensor ([`prepared`]).
 
 mod bn_stats;
 mod burn_op;
