@@ -305,7 +305,7 @@ impl Epilogue<'_> {
     /// Nothing after the convolution.
     pub const NONE: Epilogue<'static> = Epilogue { residual: None, lo: f32::NEG_INFINITY, hi: f32::INFINITY };
 
-    fn apply(&self, dst: &mut [f32], image: usize) {
+    pub(super) fn apply(&self, dst: &mut [f32], image: usize) {
         let clamps = self.lo > f32::NEG_INFINITY || self.hi < f32::INFINITY;
         match self.residual {
             Some(r) => {
@@ -369,6 +369,11 @@ pub(super) fn conv2d_forward_fused_im2col(
 ) -> Vec<f32> {
     let (in_per, out_per, hwo) = p.sizes();
     if p.is_depthwise() {
+        if direct::enabled() {
+            if let Some(out) = direct::depthwise_same(x, w, bias, epilogue, p) {
+                return out;
+            }
+        }
         let mut out = depthwise::forward(x, w, bias, p);
         out.par_chunks_mut(out_per).enumerate().for_each(|(b, dst)| epilogue.apply(dst, b));
         return out;
