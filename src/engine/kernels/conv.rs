@@ -434,6 +434,11 @@ pub(super) fn conv2d_input_grad_keyed(dy: &[f32], w: &[f32], key: Option<&Weight
 /// [`conv2d_input_grad`] without the direct kernel: depthwise, or `Wᵀ·dy` by GEMM and col2im.
 pub(super) fn conv2d_input_grad_gemm(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
     if p.is_depthwise() {
+        if direct::enabled() {
+            if let Some(dx) = direct::depthwise_input_grad(dy, w, p) {
+                return dx;
+            }
+        }
         return depthwise::input_grad(dy, w, p);
     }
     let (in_per, out_per, hwo) = p.sizes();

@@ -209,6 +209,38 @@ fn prepare_input_grad_with(w: &[f32], p: &Conv2dParams, winograd: bool) -> Optio
 /// product added in tap order, no fused multiply-add), so the result equals the run-based kernel's
 /// bit for bit, apart from the sign of a zero.
 pub(super) fn depthwise_same(x: &[f32], w: &[f32], bias: Option<&[f32]>, e: &Epilogue, p: &Conv2dParams) -> Option<Vec<f32>> {
+    depthwise_same_ordered(x, w, bias, e, p, false)
+}
+
+/// The input gradient of a stride-1 same-width depthwise convolution as [`depthwise_same`] on `dy`
+/// with each channel's kernel flipped and padding `k − 1 − p` (as [`input_grad`] does for dense ones).
+/// The taps are summed in reverse, which is the original taps' order, so the result equals the
+/// run-based [`super::depthwise::input_grad`] bit for bit (apart from the sign of a zero). `None` where
+/// that does not apply.
+pub(super) fn depthwise_input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Option<Vec<f32>> {
+    let [kh, kw] = p.kernel;
+    let [pt, pl, pb, pr] = p.pads;
+    let taps = kh * kw;
+    if p.strides != [1, 1] || pt >= kh || pb >= kh || pl >= kw || pr >= kw || w.len() != p.cout * taps {
+        return None;
+    }
+    let t = Conv2dParams { hw: p.out_hw(), pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr], ..*p };
+    if t.out_hw() != p.hw {
+        return None;
+    }
+    let flipped: Vec<f32> = w.chunks_exact(taps).flat_map(|k| k.iter().rev().copied()).collect();
+    depthwise_same_ordered(dy, &flipped, None, &Epilogue::NONE, &t, true)
+}
+
+/// [`depthwise_same`], the taps summed last to first when `reverse`.
+fn depthwise_same_ordered(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    e: &Epilogue,
+    p: &Conv2dParams,
+    reverse: bool,
+) -> Option<Vec<f32>> {
     if !available() || !p.is_depthwise() || p.dilations != [1, 1] || p.n == 0 {
         return None;
     }
@@ -224,7 +256,7 @@ pub(super) fn depthwise_same(x: &[f32], w: &[f32], bias: Option<&[f32]>, e: &Epi
     }
     #[cfg(target_arch = "x86_64")]
     {
-        Some(x86::depthwise(x, w, bias, e, p, &s))
+        Some(x86::depthwise(x, w, bias, e, p, &s, reverse))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -610,7 +642,7 @@ mod x86 {
     }
 
     /// [`super::depthwise_same`], its lengths checked.
-    pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, e: &Epilogue, p: &Conv2dParams, s: &Same) -> Vec<f32> {
+    pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, e: &Epilogue, p: &Conv2dParams, s: &Same, reverse: bool) -> Vec<f32> {
         let taps = s.offs.len();
         let epilogue = e.residual.is_some() || e.lo > f32::NEG_INFINITY || e.hi < f32::INFINITY;
         let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(p.n * p.cout * s.hwo);
@@ -632,7 +664,13 @@ mod x86 {
                 epilogue,
             };
             // SAFETY: only reached when `available()` found AVX-512F.
-            unsafe { depthwise_plane(&plane, s, dst) };
+            unsafe {
+                if reverse {
+                    depthwise_plane::<true>(&plane, s, dst)
+                } else {
+                    depthwise_plane::<false>(&plane, s, dst)
+                }
+            };
         });
         // SAFETY: every element was written (see above); `MaybeUninit<f32>` has `f32`'s layout.
         let mut out = std::mem::ManuallyDrop::new(out);
@@ -653,8 +691,9 @@ mod x86 {
     /// Vectors of one depthwise plane summed together (independent adds in flight).
     const DW: usize = 4;
 
+    /// `REVERSE`: the taps summed last to first (see [`super::depthwise_input_grad`]).
     #[target_feature(enable = "avx512f")]
-    fn depthwise_plane(pl: &Plane, s: &Same, dst: &mut [std::mem::MaybeUninit<f32>]) {
+    fn depthwise_plane<const REVERSE: bool>(pl: &Plane, s: &Same, dst: &mut [std::mem::MaybeUninit<f32>]) {
         let taps = s.offs.len();
         assert!(
             pl.src.len() == s.hw
@@ -669,8 +708,9 @@ mod x86 {
         for v0 in (0..s.nvec).step_by(DW) {
             let vb = DW.min(s.nvec - v0);
             let mut acc = [_mm512_set1_ps(pl.bias); DW];
-            for (t, (&off, &wt)) in s.offs.iter().zip(pl.w).enumerate() {
-                let wv = _mm512_set1_ps(wt);
+            for k in 0..taps {
+                let t = if REVERSE { taps - 1 - k } else { k };
+                let (off, wv) = (s.offs[t], _mm512_set1_ps(pl.w[t]));
                 for (k, a) in acc.iter_mut().enumerate().take(vb) {
                     let v = v0 + k;
                     // SAFETY: a lane is set in the mask only when its input lies inside the plane
@@ -1035,6 +1075,34 @@ mod tests {
             }
         }
         assert!(cases >= 30);
+    }
+
+    /// The depthwise input gradient through [`depthwise_input_grad`] equals the run-based one exactly.
+    #[test]
+    fn depthwise_input_grad_matches_run_based_exactly() {
+        if !available() {
+            println!("direct conv: no AVX-512F on this CPU, test skipped");
+            return;
+        }
+        let mut cases = 0;
+        for (kernel, pads) in [([3, 3], [1, 1, 1, 1]), ([5, 5], [2, 2, 2, 2]), ([3, 3], [0, 1, 2, 1]), ([3, 1], [1, 0, 1, 0])] {
+            for (h, w) in [(7, 7), (16, 16), (5, 17), (33, 9), (2, 40)] {
+                let c = [2, 3, 8, 19][cases % 4];
+                let n = 1 + cases % 3;
+                cases += 1;
+                let p = Conv2dParams { n, cin: c, hw: [h, w], cout: c, kernel, strides: [1, 1], pads, dilations: [1, 1], groups: c };
+                if h + pads[0] + pads[2] < kernel[0] {
+                    continue;
+                }
+                let [ho, wo] = p.out_hw();
+                let dy = lcg(n * c * ho * wo, cases as u64);
+                let wt = lcg(c * kernel[0] * kernel[1], 100 + cases as u64);
+                let want = super::super::depthwise::input_grad(&dy, &wt, &p);
+                let got = depthwise_input_grad(&dy, &wt, &p).expect("same-width stride-1 depthwise");
+                assert!(got.iter().zip(&want).all(|(a, b)| a == b), "{p:?}: differs (rel diff {})", rel_diff(&got, &want));
+            }
+        }
+        assert!(cases >= 20);
     }
 
     /// Threads splitting one image's channels (batch below the thread count) give the same result.
