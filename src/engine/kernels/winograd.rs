@@ -67,6 +67,8 @@ fn padded_cout(cout: usize) -> usize {
 /// `U = G g Gᵀ` for every output–input channel pair of `w` `[cout, cin, 3, 3]`, stored per transformed
 /// element `e` and block of [`R`] output channels as `[e][block][cin][r]` (the GEMM's broadcasts in
 /// order), the output channels zero-padded to whole blocks.
+// The transforms index rows and columns of 4×4 tiles by their math names (i, j, a).
+#[allow(clippy::needless_range_loop)]
 pub(super) fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let coutp = padded_cout(cout);
     let mut u = vec![0f32; E * coutp * cin];
@@ -285,6 +287,7 @@ mod x86 {
     /// `V = Bᵀ d B` for every tile of the block's segments, every input channel, stored as
     /// `v[e][ci][tile]` (planes of [`Tiling::v_plane`]).
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
     pub(super) fn input_block(x: &[f32], in_per: usize, t: &Tiling, segs: &[Segment], tpad: usize, v: &mut [f32]) {
         let [h, w] = t.hw;
         let estride = t.v_plane(tpad);
@@ -422,7 +425,7 @@ mod x86 {
     /// `Y = Aᵀ M A` for every tile of the block's segments and output channel, plus the bias and the
     /// epilogue, written to the output pixels of those tiles.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub(super) fn output_block(
         m: &[f32],
         t: &Tiling,
