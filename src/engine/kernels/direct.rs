@@ -1041,21 +1041,15 @@ mod tests {
             println!("direct conv: no AVX-512F on this CPU, test skipped");
             return;
         }
-        let mut cases = 0;
-        for (kernel, pads) in [([3, 3], [1, 1, 1, 1]), ([5, 5], [2, 2, 2, 2]), ([3, 3], [0, 1, 2, 1]), ([3, 1], [1, 0, 1, 0]), ([5, 5], [2, 2, 1, 2])] {
-            for (h, w) in [(7, 7), (1, 1), (16, 16), (5, 17), (33, 9), (3, 40)] {
-                let c = [2, 3, 8, 19][cases % 4];
-                let n = 1 + cases % 3;
-                cases += 1;
-                let p = Conv2dParams { n, cin: c, hw: [h, w], cout: c, kernel, strides: [1, 1], pads, dilations: [1, 1], groups: c };
-                if h + pads[0] + pads[2] < kernel[0] {
-                    continue;
-                }
+        let cases = depthwise_cases();
+        for (case, p) in cases.iter().enumerate() {
+            let (case, p, [n, c, h, w]) = (case as u64, *p, [p.n, p.cin, p.hw[0], p.hw[1]]);
+            {
                 let [ho, wo] = p.out_hw();
-                let x = lcg(n * c * h * w, cases as u64);
-                let wt = lcg(c * kernel[0] * kernel[1], 100 + cases as u64);
-                let b = lcg(c, 200 + cases as u64);
-                let res = lcg(n * c * ho * wo, 300 + cases as u64);
+                let x = lcg(n * c * h * w, case);
+                let wt = lcg(c * p.kernel[0] * p.kernel[1], 100 + case);
+                let b = lcg(c, 200 + case);
+                let res = lcg(n * c * ho * wo, 300 + case);
                 for e in [
                     Epilogue::NONE,
                     Epilogue { residual: Some(&res), lo: f32::NEG_INFINITY, hi: f32::INFINITY },
@@ -1074,7 +1068,23 @@ mod tests {
                 }
             }
         }
-        assert!(cases >= 30);
+        assert!(cases.len() >= 25, "only {} cases", cases.len());
+    }
+
+    /// Stride-1 same-width depthwise geometries: 3×3, 5×5 and 3×1 kernels, symmetric and asymmetric
+    /// pads, planes from 1×1 to 3×40, channel counts 2–19, 1–3 images.
+    fn depthwise_cases() -> Vec<Conv2dParams> {
+        let mut cases = Vec::new();
+        for (kernel, pads) in [([3, 3], [1, 1, 1, 1]), ([5, 5], [2, 2, 2, 2]), ([3, 3], [0, 1, 2, 1]), ([3, 1], [1, 0, 1, 0]), ([5, 5], [2, 2, 1, 2])] {
+            for (h, w) in [(7, 7), (1, 1), (16, 16), (5, 17), (33, 9), (3, 40)] {
+                let k = cases.len();
+                let (c, n) = ([2, 3, 8, 19][k % 4], 1 + k % 3);
+                if h + pads[0] + pads[2] >= kernel[0] {
+                    cases.push(Conv2dParams { n, cin: c, hw: [h, w], cout: c, kernel, strides: [1, 1], pads, dilations: [1, 1], groups: c });
+                }
+            }
+        }
+        cases
     }
 
     /// The depthwise input gradient through [`depthwise_input_grad`] equals the run-based one exactly.
@@ -1084,25 +1094,16 @@ mod tests {
             println!("direct conv: no AVX-512F on this CPU, test skipped");
             return;
         }
-        let mut cases = 0;
-        for (kernel, pads) in [([3, 3], [1, 1, 1, 1]), ([5, 5], [2, 2, 2, 2]), ([3, 3], [0, 1, 2, 1]), ([3, 1], [1, 0, 1, 0])] {
-            for (h, w) in [(7, 7), (16, 16), (5, 17), (33, 9), (2, 40)] {
-                let c = [2, 3, 8, 19][cases % 4];
-                let n = 1 + cases % 3;
-                cases += 1;
-                let p = Conv2dParams { n, cin: c, hw: [h, w], cout: c, kernel, strides: [1, 1], pads, dilations: [1, 1], groups: c };
-                if h + pads[0] + pads[2] < kernel[0] {
-                    continue;
-                }
-                let [ho, wo] = p.out_hw();
-                let dy = lcg(n * c * ho * wo, cases as u64);
-                let wt = lcg(c * kernel[0] * kernel[1], 100 + cases as u64);
-                let want = super::super::depthwise::input_grad(&dy, &wt, &p);
-                let got = depthwise_input_grad(&dy, &wt, &p).expect("same-width stride-1 depthwise");
-                assert!(got.iter().zip(&want).all(|(a, b)| a == b), "{p:?}: differs (rel diff {})", rel_diff(&got, &want));
-            }
+        let cases = depthwise_cases();
+        for (case, p) in cases.iter().enumerate() {
+            let [ho, wo] = p.out_hw();
+            let dy = lcg(p.n * p.cout * ho * wo, case as u64);
+            let wt = lcg(p.cout * p.kernel[0] * p.kernel[1], 100 + case as u64);
+            let want = super::super::depthwise::input_grad(&dy, &wt, p);
+            let got = depthwise_input_grad(&dy, &wt, p).expect("same-width stride-1 depthwise");
+            assert!(got.iter().zip(&want).all(|(a, b)| a == b), "{p:?}: differs (rel diff {})", rel_diff(&got, &want));
         }
-        assert!(cases >= 20);
+        assert!(cases.len() >= 25, "only {} cases", cases.len());
     }
 
     /// Threads splitting one image's channels (batch below the thread count) give the same result.
