@@ -99,7 +99,7 @@ pub fn evaluate(
         let outs: Vec<Result<(Vec<f32>, Vec<usize>)>> = x
             .par_chunks(per * c * h * w)
             .map(|part| {
-                let shape = [part.len() / (c * h * w).max(1), c, h, w];
+                let shape = [part.len() / (c * h * w), c, h, w];
                 let xt = Tensor::<4>::from_data(TensorData::new(part.to_vec(), shape), plan.device());
                 let y = plan.forward(xt)?;
                 let dims = y.dims();

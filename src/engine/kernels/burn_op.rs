@@ -170,19 +170,41 @@ fn weight_key(t: &FlexTensor) -> Option<WeightKey> {
     t.layout().contiguous_offsets().map(|range| WeightKey::new(&t.data_arc(), range))
 }
 
-/// The convolution on `Flex` tensors; `winograd` as in [`conv2d_forward_keyed`] (inference allows it, the
-/// autodiff path does not).
-fn conv_forward(x: FlexTensor, w: FlexTensor, bias: FlexTensor, attrs: ConvAttrs, winograd: bool) -> FlexTensor {
+/// The convolution on `Flex` tensors, plus `residual` (a tensor of the output's shape, or one without
+/// elements: none) and clamped to `bounds`; `winograd` as in [`conv2d_forward_keyed`] (inference allows
+/// it, the autodiff path does not).
+fn conv_forward(
+    x: FlexTensor,
+    w: FlexTensor,
+    bias: FlexTensor,
+    residual: Option<FlexTensor>,
+    bounds: ClampBounds,
+    attrs: ConvAttrs,
+    winograd: bool,
+) -> FlexTensor {
     let p = params(&x, &w, attrs);
     let [ho, wo] = p.out_hw();
     let key = weight_key(&w);
+    let residual = residual.filter(|r| r.shape().iter().product::<usize>() > 0);
     let y = with_f32(&x, |xs| {
         with_f32(&w, |ws| {
-            with_f32(&bias, |bs| conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &Epilogue::NONE, &p, winograd))
+            with_f32(&bias, |bs| {
+                let run = |r: Option<&[f32]>| {
+                    let e = Epilogue { residual: r, lo: bounds.lo, hi: bounds.hi };
+                    conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &e, &p, winograd)
+                };
+                match &residual {
+                    Some(r) => with_f32(r, |rs| run(Some(rs))),
+                    None => run(None),
+                }
+            })
         })
     });
     flex(y, [p.n, p.cout, ho, wo])
 }
+
+/// No clamp.
+const UNBOUNDED: ClampBounds = ClampBounds { lo: f32::NEG_INFINITY, hi: f32::INFINITY };
 
 fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
@@ -195,7 +217,7 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         attrs: ConvAttrs,
     ) -> FlexTensor {
-        conv_forward(x, w, bias, attrs, true)
+        conv_forward(x, w, bias, None, UNBOUNDED, attrs, true)
     }
 
     fn zeroq_conv2d_fused(
@@ -206,21 +228,7 @@ impl CpuKernels for Flex {
         attrs: ConvAttrs,
         bounds: ClampBounds,
     ) -> FlexTensor {
-        let p = params(&x, &w, attrs);
-        let [ho, wo] = p.out_hw();
-        let has_residual = residual.shape().iter().product::<usize>() > 0;
-        let key = weight_key(&w);
-        let y = with_f32(&x, |xs| {
-            with_f32(&w, |ws| {
-                with_f32(&bias, |bs| {
-                    with_f32(&residual, |rs| {
-                        let e = Epilogue { residual: has_residual.then_some(rs), lo: bounds.lo, hi: bounds.hi };
-                        conv2d_forward_keyed(xs, ws, key.as_ref(), Some(bs), &e, &p, true)
-                    })
-                })
-            })
-        });
-        flex(y, [p.n, p.cout, ho, wo])
+        conv_forward(x, w, bias, Some(residual), bounds, attrs, true)
     }
 
     fn zeroq_stat_loss(x: FlexTensor, targets: StatTargets) -> FlexTensor {
@@ -382,10 +390,10 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         );
         match prep {
             OpsKind::Tracked(prep) => {
-                let y = conv_forward(x.clone(), w.clone(), bias, attrs, false);
+                let y = conv_forward(x.clone(), w.clone(), bias, None, UNBOUNDED, attrs, false);
                 prep.finish((x, w, attrs), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(conv_forward(x, w, bias, attrs, false)),
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(x, w, bias, None, UNBOUNDED, attrs, false)),
         }
     }
 

@@ -14,7 +14,6 @@
 //! Images run in parallel when there are at least as many as threads; otherwise the GEMM splits the work.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -305,8 +304,18 @@ impl Epilogue<'_> {
     /// Nothing after the convolution.
     pub const NONE: Epilogue<'static> = Epilogue { residual: None, lo: f32::NEG_INFINITY, hi: f32::INFINITY };
 
+    /// Whether it clamps (either bound finite).
+    pub(super) fn clamps(&self) -> bool {
+        self.lo > f32::NEG_INFINITY || self.hi < f32::INFINITY
+    }
+
+    /// Whether it does anything: a residual or a clamp.
+    pub(super) fn is_some(&self) -> bool {
+        self.residual.is_some() || self.clamps()
+    }
+
     pub(super) fn apply(&self, dst: &mut [f32], image: usize) {
-        let clamps = self.lo > f32::NEG_INFINITY || self.hi < f32::INFINITY;
+        let clamps = self.clamps();
         match self.residual {
             Some(r) => {
                 let r = &r[image * dst.len()..(image + 1) * dst.len()];
@@ -348,10 +357,7 @@ pub(super) fn conv2d_forward_keyed(
 ) -> Vec<f32> {
     if direct::enabled() && direct::eligible(p) {
         let winograd = winograd && winograd::eligible(p);
-        let prepared = match key {
-            Some(k) => prepared::get_or_build(k, p, Use::Forward { winograd }, || direct::prepare_with(w, p, winograd)),
-            None => direct::prepare_with(w, p, winograd).map(Arc::new),
-        };
+        let prepared = prepared::get_or_build(key, p, Use::Forward { winograd }, || direct::prepare_with(w, p, winograd));
         if let Some(out) = prepared.and_then(|pr| direct::run(x, &pr, bias, epilogue, p.n)) {
             return out;
         }
@@ -420,10 +426,7 @@ pub fn conv2d_input_grad(dy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
 /// [`conv2d_input_grad`] with the weight's identity (see [`conv2d_forward_keyed`]).
 pub(super) fn conv2d_input_grad_keyed(dy: &[f32], w: &[f32], key: Option<&WeightKey>, p: &Conv2dParams) -> Vec<f32> {
     if direct::enabled() && direct::eligible(p) {
-        let prepared = match key {
-            Some(k) => prepared::get_or_build(k, p, Use::InputGrad, || direct::prepare_input_grad(w, p)),
-            None => direct::prepare_input_grad(w, p).map(Arc::new),
-        };
+        let prepared = prepared::get_or_build(key, p, Use::InputGrad, || direct::prepare_input_grad(w, p));
         if let Some(dx) = prepared.and_then(|pr| direct::run(dy, &pr, None, &Epilogue::NONE, p.n)) {
             return dx;
         }

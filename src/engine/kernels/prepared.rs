@@ -61,14 +61,16 @@ const CAPACITY: usize = 512;
 static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 /// The cached [`Prepared`] for `key`, `p` and `used_for`, or the one `build` makes (then cached).
+/// Without a key (a weight with no identity, such as a converted copy) it is built and not cached.
 /// `None` when `build` gives none (the direct kernel does not apply), which is not cached: the caller
 /// checks eligibility from the shapes first, so this is rare.
 pub(super) fn get_or_build(
-    key: &WeightKey,
+    key: Option<&WeightKey>,
     p: &Conv2dParams,
     used_for: Use,
     build: impl FnOnce() -> Option<Prepared>,
 ) -> Option<Arc<Prepared>> {
+    let Some(key) = key else { return build().map(Arc::new) };
     let params = Conv2dParams { n: 0, ..*p };
     let find = |cache: &[Entry]| {
         cache
@@ -134,18 +136,21 @@ mod tests {
         let a = Arc::new(vec![0u8; 4]);
         let b = Arc::new(vec![0u8; 4]);
         let ka = WeightKey::new(&a, (0, 72));
-        let first = get_or_build(&ka, &p, Use::Forward { winograd: true }, build).expect("eligible");
-        let again = get_or_build(&ka, &Conv2dParams { n: 7, ..p }, Use::Forward { winograd: true }, build).expect("eligible");
+        let first = get_or_build(Some(&ka), &p, Use::Forward { winograd: true }, build).expect("eligible");
+        let again = get_or_build(Some(&ka), &Conv2dParams { n: 7, ..p }, Use::Forward { winograd: true }, build).expect("eligible");
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(built.get(), 1);
-        get_or_build(&WeightKey::new(&b, (0, 72)), &p, Use::Forward { winograd: true }, build);
-        get_or_build(&WeightKey::new(&a, (72, 144)), &p, Use::Forward { winograd: true }, build);
-        get_or_build(&ka, &p, Use::InputGrad, build);
+        get_or_build(Some(&WeightKey::new(&b, (0, 72))), &p, Use::Forward { winograd: true }, build);
+        get_or_build(Some(&WeightKey::new(&a, (72, 144))), &p, Use::Forward { winograd: true }, build);
+        get_or_build(Some(&ka), &p, Use::InputGrad, build);
         assert_eq!(built.get(), 4);
         drop(a);
         let a2 = Arc::new(vec![0u8; 4]);
-        get_or_build(&WeightKey::new(&a2, (0, 72)), &p, Use::Forward { winograd: true }, build);
-        get_or_build(&ka, &p, Use::Forward { winograd: true }, build);
+        get_or_build(Some(&WeightKey::new(&a2, (0, 72))), &p, Use::Forward { winograd: true }, build);
+        get_or_build(Some(&ka), &p, Use::Forward { winograd: true }, build);
         assert_eq!(built.get(), 6, "a dropped storage never hits");
+        get_or_build(None, &p, Use::Forward { winograd: true }, build);
+        get_or_build(None, &p, Use::Forward { winograd: true }, build);
+        assert_eq!(built.get(), 8, "without a key nothing is cached");
     }
 }

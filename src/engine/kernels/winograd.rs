@@ -218,14 +218,9 @@ pub(super) fn forward(x: &[f32], u: &[f32], bias: Option<&[f32]>, e: &Epilogue, 
     assert_eq!(u.len(), E * t.coutp * t.cin, "winograd: transformed weight of the wrong size");
     let out_per = t.cout * t.out[0] * t.out[1];
     let in_per = t.cin * t.hw[0] * t.hw[1];
-    // Not zeroed: the tiles cover every output pixel of every channel exactly once (a tile's pixels
-    // beyond the plane are not stored), so a memset would only be overwritten.
-    let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(p.n * out_per);
-    // SAFETY: `MaybeUninit` needs no initialisation; the length is the capacity just reserved.
-    unsafe { out.set_len(p.n * out_per) };
-    // Tests see any element left unwritten: it stays NaN instead of whatever the memory held.
-    #[cfg(test)]
-    out.fill(std::mem::MaybeUninit::new(f32::NAN));
+    // The tiles cover every output pixel of every channel exactly once (a tile's pixels beyond the
+    // plane are not stored).
+    let mut out = super::direct::unwritten_output(p.n * out_per);
     let zeros = vec![0f32; t.cout];
     let bias = bias.unwrap_or(&zeros);
     let total_rows = p.n * t.ty;
@@ -260,9 +255,8 @@ pub(super) fn forward(x: &[f32], u: &[f32], bias: Option<&[f32]>, e: &Epilogue, 
             }
         });
     });
-    // SAFETY: every element was written (see above); `MaybeUninit<f32>` has `f32`'s layout.
-    let mut out = std::mem::ManuallyDrop::new(out);
-    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity()) }
+    // SAFETY: every element was written (see above).
+    unsafe { super::direct::assume_written(out) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -444,7 +438,7 @@ mod x86 {
         assert!(ep.residual.is_none_or(|r| r.len() == out_len));
         let lo_half = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         let hi_half = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-        let epilogue = ep.lo > f32::NEG_INFINITY || ep.hi < f32::INFINITY || ep.residual.is_some();
+        let epilogue = ep.is_some();
         let (lo, hi) = (_mm512_set1_ps(ep.lo), _mm512_set1_ps(ep.hi));
         for pair in segs.chunks(2) {
             let (sa, sb) = (pair[0], pair.get(1).copied());

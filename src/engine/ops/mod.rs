@@ -120,21 +120,7 @@ pub fn run_op(op: &Op, inputs: &[Option<Value>]) -> R<Vec<Value>> {
         Op::Pad { pads, value, mode } => pad(f(0)?, pads, *value, *mode).map(|v| vec![Value::float(v)]),
         Op::MaxPool(p) | Op::AveragePool(p) => {
             let xt = f(0)?.into_r4(op.onnx_name()).map_err(|e| e.to_string())?;
-            let [_, _, h, w] = xt.dims();
-            let pads = resolve_pads(p.auto_pad, p.pads, [h, w], p.kernel, p.strides, p.dilations);
-            check_window([h, w], pads, p.kernel, p.dilations)?;
-            let pairs = [(pads[0], pads[2]), (pads[1], pads[3])];
-            let y = if matches!(op, Op::MaxPool(_)) {
-                let o = MaxPoolOptions::new(p.kernel)
-                    .with_stride(p.strides)
-                    .with_padding_pairs(pairs)
-                    .with_dilation(p.dilations)
-                    .with_ceil_mode(p.ceil_mode);
-                max_pool2d(xt, o)
-            } else {
-                avg_pool(xt, p, pairs)
-            };
-            one(DynTensor::R4(y))
+            one(DynTensor::R4(pool(xt, p, matches!(op, Op::MaxPool(_)))?))
         }
         Op::GlobalAveragePool => {
             let t = f(0)?;

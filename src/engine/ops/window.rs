@@ -1,4 +1,5 @@
-//! Window operators: Conv (checked, then to the own kernels or burn's), padding resolution, pooling.
+//! Window operators: Conv (checked, then to the own kernels or burn's) and pooling, with their padding
+//! resolution and window check.
 
 use super::*;
 
@@ -93,11 +94,25 @@ pub(super) fn check_window(input: [usize; 2], pads: [usize; 4], kernel: [usize; 
     Ok(())
 }
 
-pub(super) fn avg_pool(x: Tensor<4>, p: &Pool, pairs: [(usize, usize); 2]) -> Tensor<4> {
-    let o = AvgPoolOptions::new(p.kernel)
-        .with_stride(p.strides)
-        .with_padding_pairs(pairs)
-        .with_count_include_pad(p.count_include_pad)
-        .with_ceil_mode(p.ceil_mode);
-    avg_pool2d(x, o)
+/// MaxPool (`max`) or AveragePool of `x`, its padding resolved and its window checked.
+pub(super) fn pool(x: Tensor<4>, p: &Pool, max: bool) -> R<Tensor<4>> {
+    let [_, _, h, w] = x.dims();
+    let pads = resolve_pads(p.auto_pad, p.pads, [h, w], p.kernel, p.strides, p.dilations);
+    check_window([h, w], pads, p.kernel, p.dilations)?;
+    let pairs = [(pads[0], pads[2]), (pads[1], pads[3])];
+    Ok(if max {
+        let o = MaxPoolOptions::new(p.kernel)
+            .with_stride(p.strides)
+            .with_padding_pairs(pairs)
+            .with_dilation(p.dilations)
+            .with_ceil_mode(p.ceil_mode);
+        max_pool2d(x, o)
+    } else {
+        let o = AvgPoolOptions::new(p.kernel)
+            .with_stride(p.strides)
+            .with_padding_pairs(pairs)
+            .with_count_include_pad(p.count_include_pad)
+            .with_ceil_mode(p.ceil_mode);
+        avg_pool2d(x, o)
+    })
 }
