@@ -61,7 +61,7 @@ def distill(
     iters: Optional[int] = None,
     lr: float = 0.5,
     no_early_stop: bool = False,
-    loss: Literal['normalized', 'zeroq'] = 'normalized',
+    loss: Literal['pooled', 'normalized', 'zeroq'] = 'pooled',
     zeroq_recipe: bool = False,
     init: Literal['gaussian', 'uniform'] = 'gaussian',
     seed: int = 0,

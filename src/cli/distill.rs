@@ -23,9 +23,11 @@ pub enum InitArg {
 /// Form of the distillation loss.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LossArg {
-    /// Each channel's mean and std error in units of its running σ.
+    /// Each channel's mean and std error in units of its running σ, on the whole batch's statistics.
+    Pooled,
+    /// The same on each image's own statistics.
     Normalized,
-    /// ZeroQ's: errors in the layer's units.
+    /// ZeroQ's: each image's statistics, errors in the layer's units.
     Zeroq,
 }
 
@@ -34,6 +36,7 @@ impl From<LossArg> for StatLoss {
         match l {
             LossArg::Normalized => StatLoss::Normalized,
             LossArg::Zeroq => StatLoss::ZeroQ,
+            LossArg::Pooled => StatLoss::Pooled,
         }
     }
 }
@@ -70,9 +73,10 @@ pub struct DistillArgs {
     /// risen by half a point in 60 iterations.
     #[arg(long)]
     pub no_early_stop: bool,
-    /// Form of the loss: normalized (each channel's error in units of its σ) or zeroq (the paper's, in
-    /// the layer's own units).
-    #[arg(long, value_enum, default_value = "normalized")]
+    /// Form of the loss: pooled (each channel's error in units of its σ, on the statistics of the whole
+    /// batch, as BatchNorm computes them in training), normalized (the same per image) or zeroq (the
+    /// paper's: per image, in the layer's own units).
+    #[arg(long, value_enum, default_value = "pooled")]
     pub loss: LossArg,
     /// ZeroQ's recipe exactly, for comparison with the paper: the zeroq loss, a N(0, 1) input prior, no
     /// bound on the pixels, its plateau schedule, no early stop.

@@ -85,7 +85,8 @@ impl Default for EarlyStop {
 }
 
 /// Distillation settings. The defaults are zeroq's recipe (ZeroQ's Adam and plateau schedule, a
-/// per-channel normalised loss, early stop); [`DistillConfig::zeroq`] is the paper's.
+/// per-channel normalised loss on the batch's statistics, early stop); [`DistillConfig::zeroq`] is the
+/// paper's.
 #[derive(Clone, Debug)]
 pub struct DistillConfig {
     /// Images per batch (32).
@@ -124,7 +125,7 @@ impl Default for DistillConfig {
             init: Init::Gaussian,
             seed: 0,
             domain: None,
-            loss: StatLoss::Normalized,
+            loss: StatLoss::Pooled,
             early_stop: Some(EarlyStop::default()),
         }
     }
@@ -282,7 +283,7 @@ pub struct LayerMatch {
     pub name: String,
     /// Mean over channels of |μ̃ − μ| / σ (batch mean error in units of the running std).
     pub mean_error: f32,
-    /// Mean over channels of |σ̃ − σ| / σ.
+    /// Mean over channels of |σ̃ − σ| / σ, both with the BN's ε inside the root (`σ̃ = sqrt(batch var + ε)`).
     pub std_error: f32,
     /// Fraction of channels whose batch mean and std are both within 10% of σ of the running values.
     pub within_10pct: f32,
@@ -327,7 +328,10 @@ fn layer_matches(sites: &[BatchNormSite], tapped: &std::collections::HashMap<usi
                     k += 1.0;
                 }
                 let mean = s1 / k;
-                let std = ((s2 / k - mean * mean).max(0.0) * k / (k - 1.0).max(1.0)).sqrt();
+                // Both σ as the BN divides by them, its ε inside the root: without it on the batch's
+                // side, a channel whose running variance is near or below ε could never match.
+                let var = (s2 / k - mean * mean).max(0.0) * k / (k - 1.0).max(1.0);
+                let std = (var + s.epsilon as f64).sqrt();
                 let sigma = ((s.var[ch] + s.epsilon) as f64).sqrt().max(1e-12);
                 let (dm, ds) = ((mean - s.mean[ch] as f64).abs() / sigma, (std - sigma).abs() / sigma);
                 me += dm;

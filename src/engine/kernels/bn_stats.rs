@@ -43,6 +43,24 @@ pub fn plane_stats(x: &[f32], positions: usize, eps: f32) -> Vec<(f32, f32)> {
         .collect()
 }
 
+/// Per-channel `(μ, σ)` of `x` `[B, C, P]` pooled over the batch and the positions (`N = B·P` values per
+/// channel, `σ` with `N − 1` degrees of freedom): the statistics BatchNorm itself computes in training.
+pub fn channel_stats(x: &[f32], channels: usize, positions: usize, eps: f32) -> Vec<(f32, f32)> {
+    let p = positions.max(1);
+    let batch = x.len() / (channels.max(1) * p);
+    let n = (batch * p).max(1) as f64;
+    let dof = (batch * p).saturating_sub(1).max(1) as f64;
+    let plane = |b: usize, c: usize| &x[(b * channels + c) * p..(b * channels + c + 1) * p];
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let mu = (0..batch).map(|b| lane_sum(plane(b, c), |a| a as f64)).sum::<f64>() / n;
+            let ss: f64 = (0..batch).map(|b| lane_sum(plane(b, c), |a| (a as f64 - mu) * (a as f64 - mu))).sum();
+            (mu as f32, ((ss / dof) as f32 + eps).sqrt())
+        })
+        .collect()
+}
+
 /// Squared per-channel factor on the errors (`weight` empty: 1).
 fn w2(weight: &[f32], c: usize) -> f32 {
     weight.get(c).map_or(1.0, |w| w * w)
@@ -62,7 +80,9 @@ pub fn loss(stats: &[(f32, f32)], mean: &[f32], std: &[f32], weight: &[f32], bat
     (sum / batch.max(1) as f64) as f32
 }
 
-/// `upstream · ∂L/∂x`, same layout as `x`.
+/// `upstream · ∂L/∂x`, same layout as `x`. `stats` holds one entry per plane ([`plane_stats`], the loss
+/// divided by the batch) or, when `pooled`, one per channel ([`channel_stats`], the loss not divided).
+#[allow(clippy::too_many_arguments)]
 pub fn input_grad(
     x: &[f32],
     stats: &[(f32, f32)],
@@ -70,20 +90,24 @@ pub fn input_grad(
     std: &[f32],
     weight: &[f32],
     positions: usize,
+    pooled: bool,
     upstream: f32,
 ) -> Vec<f32> {
     let c = mean.len();
-    let batch = stats.len() / c.max(1);
-    let scale = upstream / batch.max(1) as f32;
-    let dof = positions.saturating_sub(1).max(1) as f32;
+    let planes = x.len() / positions.max(1);
+    let batch = planes / c.max(1);
+    // Values behind one statistic, and the loss's divisor.
+    let (count, divisor) = if pooled { (batch * positions, 1) } else { (positions, batch) };
+    let scale = upstream / divisor.max(1) as f32;
+    let dof = count.saturating_sub(1).max(1) as f32;
     let mut dx = vec![0f32; x.len()];
     dx.par_chunks_mut(positions.max(1))
         .zip(x.par_chunks(positions.max(1)))
         .enumerate()
         .for_each(|(i, (d, v))| {
-            let (mu, sig) = stats[i];
+            let (mu, sig) = stats[if pooled { i % c } else { i }];
             let ws = scale * w2(weight, i % c);
-            let a = 2.0 * ws * (mu - mean[i % c]) / positions as f32;
+            let a = 2.0 * ws * (mu - mean[i % c]) / count as f32;
             let k = 2.0 * ws * (sig - std[i % c]) / (sig * dof);
             d.iter_mut()
                 .zip(v)
@@ -104,10 +128,9 @@ mod tests {
     #[test]
     fn matches_the_burn_loss_and_its_gradient() {
         let device = crate::engine::device::autodiff();
-        for (i, &shape) in [[2, 3, 5, 7], [5, 4, 1, 1], [3, 16, 8, 8], [1, 2, 13, 3]]
-            .iter()
-            .enumerate()
-        {
+        let cases = [[2, 3, 5, 7], [5, 4, 1, 1], [3, 16, 8, 8], [1, 2, 13, 3]];
+        // Each shape per sample and pooled over the batch.
+        for (i, (&shape, pooled)) in cases.iter().flat_map(|s| [(s, false), (s, true)]).enumerate() {
             let n: usize = shape.iter().product();
             // Inputs away from the targets, with a spread, so both terms and their gradients matter.
             let x: Vec<f32> = lcg(n, i as u64).iter().map(|v| 3.0 * v + 0.2).collect();
@@ -119,13 +142,13 @@ mod tests {
             let run = |fused: bool| {
                 let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device)
                     .require_grad();
-                // Odd cases with the normalised loss's per-channel weights, even ones without.
+                // Odd shapes with the normalised loss's per-channel weights, even ones without.
                 let weight: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
-                let w = (i % 2 == 1).then_some(weight.as_slice());
+                let w = ((i / 2) % 2 == 1).then_some(weight.as_slice());
                 let l = if fused {
-                    super::super::stat_matching_loss(xt.clone(), &mean, &std, w, STAT_EPS)
+                    super::super::stat_matching_loss(xt.clone(), &mean, &std, w, pooled, STAT_EPS)
                 } else {
-                    stat_matching_loss_burn(xt.clone(), &mean, &std, w)
+                    stat_matching_loss_burn(xt.clone(), &mean, &std, w, pooled, STAT_EPS)
                 };
                 let lv = l.clone().into_data().try_to_vec::<f32>().unwrap()[0];
                 // A non-unit upstream gradient, to check it is applied.
@@ -138,7 +161,7 @@ mod tests {
                 (lv, g)
             };
             let ((l1, g1), (l2, g2)) = (run(true), run(false));
-            // f64 sums against burn's f32 reductions over ≤ 64 values per plane: ~1e-6 relative.
+            // f64 sums against burn's f32 reductions over ≤ 192 values per statistic: ~1e-6 relative.
             assert!(
                 (l1 - l2).abs() <= 1e-5 * l2.abs().max(1.0),
                 "case {i}: loss {l1} vs burn {l2}"

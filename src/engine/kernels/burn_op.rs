@@ -121,13 +121,21 @@ pub struct StatTargets {
     pub eps: f32,
     /// Per-channel factor on each error before squaring (empty: 1), e.g. `1/s` for the normalised loss.
     pub weight: Vec<f32>,
+    /// Statistics pooled over the batch (one `μ`, `σ` per channel, the loss not divided by the batch)
+    /// instead of per sample.
+    pub pooled: bool,
 }
 
 /// Plane statistics and loss of [`CpuKernels::zeroq_stat_loss`].
 fn stat_loss_parts(x: &FlexTensor, t: &StatTargets) -> (Vec<(f32, f32)>, f32) {
     let s = x.shape();
-    let stats = with_f32(x, |xs| bn_stats::plane_stats(xs, s[2] * s[3], t.eps));
-    let l = bn_stats::loss(&stats, &t.mean, &t.std, &t.weight, s[0]);
+    let positions = s[2] * s[3];
+    let (stats, divisor) = if t.pooled {
+        (with_f32(x, |xs| bn_stats::channel_stats(xs, s[1], positions, t.eps)), 1)
+    } else {
+        (with_f32(x, |xs| bn_stats::plane_stats(xs, positions, t.eps)), s[0])
+    };
+    let l = bn_stats::loss(&stats, &t.mean, &t.std, &t.weight, divisor);
     (stats, l)
 }
 
@@ -365,7 +373,7 @@ impl Backward<Flex, 1> for StatLossBackward {
         if let Some(node) = node_x {
             let s = x.shape();
             let dx = with_f32(&x, |xs| {
-                bn_stats::input_grad(xs, &stats, &t.mean, &t.std, &t.weight, s[2] * s[3], upstream)
+                bn_stats::input_grad(xs, &stats, &t.mean, &t.std, &t.weight, s[2] * s[3], t.pooled, upstream)
             });
             grads.register::<Flex>(node.id, flex(dx, [s[0], s[1], s[2], s[3]]));
         }
@@ -486,14 +494,15 @@ fn unary<BO: Backward<Flex, 1>, C: CheckpointStrategy>(
 
 /// The BatchNorm-statistics loss term of `x` `[b, c, h, w]` through [`CpuKernels`] (one pass forward, one
 /// backward): `(Σ_bc w_c²·((μ−mean_c)² + (σ−std_c)²)) / b` over per-sample, per-channel statistics, with
-/// `w = weight` (1 without). `x` must be on a flex device and `mean`, `std`, `weight` have one value per
-/// channel.
-pub fn stat_matching_loss(x: Tensor<4>, mean: &[f32], std: &[f32], weight: Option<&[f32]>, eps: f32) -> Tensor<1> {
+/// `w = weight` (1 without); `pooled`: `Σ_c w_c²·(…)` over statistics pooled over the batch instead. `x`
+/// must be on a flex device and `mean`, `std`, `weight` have one value per channel.
+pub fn stat_matching_loss(x: Tensor<4>, mean: &[f32], std: &[f32], weight: Option<&[f32]>, pooled: bool, eps: f32) -> Tensor<1> {
     let targets = StatTargets {
         mean: mean.to_vec(),
         std: std.to_vec(),
         eps,
         weight: weight.map_or_else(Vec::new, <[f32]>::to_vec),
+        pooled,
     };
     Tensor::from_dispatch(Dispatch::zeroq_stat_loss(x.into_dispatch(), targets))
 }
