@@ -4,9 +4,10 @@
 //! one image-iteration of EfficientNet-Lite0 took 67x as long as one of ResNet20 here. The default keeps
 //! ZeroQ's recipe wherever it fits the budget and bounds the work beyond: fewer iterations first (down
 //! to [`MIN_ITERS`]; the early stop often ends a batch sooner anyway), then fewer images (down to 8).
-//! The cost is counted in activation elements (the outputs of the weight layers), which follows the time far better than multiply-accumulates on depthwise networks (Lite0/ResNet20: about
-//! 50x in activations, 9.6x in multiply-accumulates, 67x in time), and which, unlike a timing, gives the
-//! same model the same defaults on every machine, and so the same seed the same bytes.
+//! The cost is counted in activation elements (the outputs of the weight layers), which follows the time
+//! far better than multiply-accumulates on depthwise networks (Lite0/ResNet20: about 50x in activations,
+//! 9.6x in multiply-accumulates, 67x in time), and which, unlike a timing, gives the same model the same
+//! defaults on every machine, and so the same seed the same bytes.
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -29,7 +30,6 @@ pub fn activations_per_image(g: &Graph, chw: [usize; 3]) -> Result<f64> {
     let (_, tapped) = plan.forward_with_taps(x, &outputs)?;
     Ok(outputs.iter().filter_map(|o| tapped.get(o)).map(|t| t.numel() as f64).sum())
 }
-
 
 /// Fewest iterations a default batch gets before it gives up images: on Lite0 the BN match is still
 /// rising by a point per 10 iterations at 200 (pooled loss), so fewer images for longer beats more

@@ -315,25 +315,15 @@ fn layer_matches(sites: &[BatchNormSite], tapped: &std::collections::HashMap<usi
         .map(|s| {
             let t = tapped.get(&s.input).ok_or_else(|| Error::Invalid(format!("BN '{}' input not captured", s.name)))?;
             let h = t.to_host()?;
-            let (n, c) = (h.shape[0], h.shape[1]);
-            let hw: usize = h.shape[2..].iter().product();
-            let v = h.to_f32_vec();
+            let c = h.shape[1];
+            let positions: usize = h.shape[2..].iter().product();
+            // Both σ as the BN divides by them, its ε inside the root: without it on the batch's side, a
+            // channel whose running variance is near or below ε could never match.
+            let stats = crate::engine::kernels::channel_stats(&h.to_f32_vec(), c, positions, s.epsilon);
             let (mut me, mut se, mut ok) = (0f64, 0f64, 0usize);
-            for ch in 0..c {
-                let vals = (0..n).flat_map(|b| v[(b * c + ch) * hw..(b * c + ch + 1) * hw].iter().map(|&x| x as f64));
-                let (mut s1, mut s2, mut k) = (0f64, 0f64, 0f64);
-                for x in vals {
-                    s1 += x;
-                    s2 += x * x;
-                    k += 1.0;
-                }
-                let mean = s1 / k;
-                // Both σ as the BN divides by them, its ε inside the root: without it on the batch's
-                // side, a channel whose running variance is near or below ε could never match.
-                let var = (s2 / k - mean * mean).max(0.0) * k / (k - 1.0).max(1.0);
-                let std = (var + s.epsilon as f64).sqrt();
+            for (ch, &(mean, std)) in stats.iter().enumerate() {
                 let sigma = ((s.var[ch] + s.epsilon) as f64).sqrt().max(1e-12);
-                let (dm, ds) = ((mean - s.mean[ch] as f64).abs() / sigma, (std - sigma).abs() / sigma);
+                let (dm, ds) = ((mean as f64 - s.mean[ch] as f64).abs() / sigma, (std as f64 - sigma).abs() / sigma);
                 me += dm;
                 se += ds;
                 ok += usize::from(dm <= 0.1 && ds <= 0.1);

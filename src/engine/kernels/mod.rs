@@ -20,6 +20,7 @@ mod elementwise;
 mod prepared;
 mod winograd;
 
+pub use bn_stats::channel_stats;
 pub use burn_op::{
     channel_affine, clamp, conv2d, conv2d_fused, fake_quant, stat_matching_loss, ChannelAffine, ClampBounds,
     ConvAttrs, CpuKernels, FakeQuantParams, StatTargets,
