@@ -4,7 +4,9 @@
 # otherwise), calibrated on data distilled by ZeroQ's recipe (`--zeroq-recipe`, the README's former zoo
 # settings) and by zeroq's (the defaults). The images only measure; they never calibrate.
 # Usage: bench/lite0_table.sh [MODEL_ARGS...]   (default: --zoo efficientnet-lite0; e.g. an ONNX path and
-# --preset efficientnet-lite0 to show the file path). Env: OLD (default "--zeroq-recipe --batch 8 --iters 100"), NEW (default "--batch 8 --iters 100"): the distill flags of each recipe, the same budget by default.
+# --preset efficientnet-lite0 to show the file path). Env: OLD (default "--zeroq-recipe --batch 12 --iters 420"),
+# NEW (default: none, zeroq's defaults, 12 × 420 at most on Lite0): the distill flags of each recipe, the same
+# budget by default. About an hour on 2 cores (set both to "--batch 8 --iters 100" for a quick look).
 # Prints markdown rows; keeps the reports under bench/runs/lite0-<date>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +17,8 @@ zq=${ZQ:-./target/release/zeroq}
 [[ -x $zq ]] || { echo "run cargo build --release first" >&2; exit 1; }
 out="bench/runs/lite0-$(date +%Y-%m-%d-%H%M)"
 mkdir -p "$out"
-read -r -a old <<< "${OLD:---zeroq-recipe --batch 8 --iters 100}"
-read -r -a new <<< "${NEW:---batch 8 --iters 100}"
+read -r -a old <<< "${OLD:---zeroq-recipe --batch 12 --iters 420}"
+read -r -a new <<< "${NEW:-}"
 $zq eval "${model[@]}" --data "$data" --quiet --save-logits "$out/fp32.npy" --json | tail -n 1 > "$out/fp32.json"
 echo "| distillation | distill (s) | BN within 10% | config | FP32 top-1 | quantized top-1 | Δ | agreement |"
 echo "|---|---:|---:|---|---:|---:|---:|---:|"

@@ -53,16 +53,16 @@ pub struct DistillArgs {
     /// Also write a PNG grid of the images, de-normalised with the preset (or --mean/--std).
     #[arg(long)]
     pub preview: Option<PathBuf>,
-    /// Images per batch. (Default: 32, fewer for models whose iterations cost more than the CIFAR
-    /// ResNet56's; `zeroq inspect` shows the default.)
+    /// Images per batch. (Default: 32, fewer for models whose images cost more than about five CIFAR
+    /// ResNet56 images, such as 224² ImageNet models; `zeroq inspect` shows the default.)
     #[arg(long)]
     pub batch: Option<usize>,
     /// Number of batches.
     #[arg(long, default_value_t = 1)]
     pub batches: usize,
     /// Adam iterations per batch at most (each batch stops earlier once its BN match stops improving,
-    /// unless --no-early-stop). (Default: 500, fewer — down to 100 — for models costlier than the CIFAR
-    /// ResNet56; `zeroq inspect` shows it.)
+    /// unless --no-early-stop). (Default: 500, fewer — down to 400, then fewer images — for models
+    /// costlier than four CIFAR ResNet56 batches; `zeroq inspect` shows it.)
     #[arg(long)]
     pub iters: Option<usize>,
     /// Adam learning rate in units of the input prior's std (reduced on plateau: factor 0.2, patience

@@ -6,7 +6,8 @@
 //!   at W itself) and ends hardened to `h = [V ≥ 0]`. The scale and zero point of each channel stay as
 //!   calibrated: only the rounding direction of each weight is learned, so the result is on the same grid.
 //! - Loss: `Σ_c (ŷ − y)²` averaged over the other axes (BRECQ's `lp_loss`), plus after a warm-up (20% of
-//!   the iterations) `λ Σ (1 − |2h(V) − 1|^β)` with β annealed linearly 20 → 2, which pushes every h to
+//!   the iterations) `λ Σ (1 − |2h(V) − 1|^β)` with β annealed linearly 20 → 2 (over all the remaining
+//!   iterations, or their first part in short runs, [`super::default_anneal`]), which pushes every h to
 //!   0 or 1.
 //! - Activations (LSQ): the quantizer `s·(clamp(⌊x/s⌉ + z, qmin, qmax) − z)` with a straight-through
 //!   round; its gradient with respect to `s` is LSQ's. Only quantizers below 8 bits are learned: 8-bit
@@ -209,7 +210,7 @@ pub fn learn_unit(
     let mut at = n;
     let iters = cfg.iters.max(1);
     let warm = (cfg.warmup * iters as f32) as usize;
-    let (round_lr, lambda) = (cfg.round_lr(), cfg.lambda());
+    let (round_lr, lambda, anneal) = (cfg.round_lr(), cfg.lambda(), cfg.anneal());
     let grids: Vec<[Tensor<1>; 3]> = roundings.iter().map(|r| r.grid(&device)).collect();
     for it in 0..iters {
         // The next minibatch from a fresh shuffle each epoch.
@@ -275,7 +276,7 @@ pub fn learn_unit(
         }
         let Some(mut loss) = loss else { return Err(Error::Invalid("reconstruction: the unit has no output".into())) };
         if it >= warm && lambda > 0.0 {
-            let t = (it - warm) as f32 / (iters - warm).max(1) as f32;
+            let t = ((it - warm) as f32 / ((iters - warm).max(1) as f32 * anneal)).min(1.0);
             let beta = cfg.beta.1 + (cfg.beta.0 - cfg.beta.1) * (1.0 - t).max(0.0);
             for (_, h) in &soft {
                 let reg = h.clone().mul_scalar(2.0).sub_scalar(1.0).abs().powf_scalar(beta).neg().add_scalar(1.0).sum().mul_scalar(lambda);

@@ -52,6 +52,27 @@ fn brecq_w4a4_beats_round_to_nearest_and_exports_exactly() {
     assert!(agree >= 9_950, "ONNX Runtime agrees with the reconstructed model on {agree}/10000 predictions");
 }
 
+/// In a short run β reaches its end value halfway through ([`reconstruct::default_anneal`]), so that
+/// the roundings are decided by the time they are hardened; AdaRound's schedule, annealing over every
+/// iteration, leaves many of them open at 100 iterations per block.
+#[test]
+fn short_runs_decide_their_roundings_before_hardening() {
+    let (g, _) = w4a4();
+    let d = common::distilled_resnet20();
+    let undecided = |anneal: Option<f32>| {
+        let mut q = w4a4().1;
+        let cfg = ReconstructConfig { iters: 100, anneal, ..ReconstructConfig::new(Method::Brecq) };
+        let r = reconstruct::reconstruct(&g, &mut q, &d.data, d.shape, &cfg, &mut |_| {}).expect("reconstruct");
+        let blocks: Vec<f64> = r.units.iter().filter(|u| u.method == Method::Brecq).map(|u| u.undecided).collect();
+        (blocks.iter().sum::<f64>() / blocks.len() as f64, r.config.anneal)
+    };
+    let (short, used) = undecided(None);
+    assert_eq!(used, Some(0.5), "the default anneal at 100 iterations");
+    let (full, _) = undecided(Some(1.0));
+    eprintln!("mean undecided share per block at 100 iterations: {short:.3} (default anneal), {full:.3} (anneal 1.0)");
+    assert!(short < 0.05 && short < 0.5 * full, "undecided roundings: {short:.3} with β annealed over half the iterations, {full:.3} over all");
+}
+
 /// Bias correction never makes a layer's output error larger (the per-channel mean is the
 /// least-squares shift) and lifts W4A4 above round to nearest.
 #[test]
