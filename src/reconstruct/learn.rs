@@ -277,7 +277,7 @@ pub fn learn_unit(
         let Some(mut loss) = loss else { return Err(Error::Invalid("reconstruction: the unit has no output".into())) };
         if it >= warm && lambda > 0.0 {
             let t = ((it - warm) as f32 / ((iters - warm).max(1) as f32 * anneal)).min(1.0);
-            let beta = cfg.beta.1 + (cfg.beta.0 - cfg.beta.1) * (1.0 - t).max(0.0);
+            let beta = cfg.beta.1 + (cfg.beta.0 - cfg.beta.1) * (1.0 - t);
             for (_, h) in &soft {
                 let reg = h.clone().mul_scalar(2.0).sub_scalar(1.0).abs().powf_scalar(beta).neg().add_scalar(1.0).sum().mul_scalar(lambda);
                 loss = loss.add(reg);

@@ -81,21 +81,15 @@ pub fn loss(stats: &[(f32, f32)], mean: &[f32], std: &[f32], weight: &[f32], bat
 }
 
 /// `upstream · ∂L/∂x`, same layout as `x`. `stats` holds one entry per plane ([`plane_stats`], the loss
-/// divided by the batch) or, when `pooled`, one per channel ([`channel_stats`], the loss not divided).
-#[allow(clippy::too_many_arguments)]
-pub fn input_grad(
-    x: &[f32],
-    stats: &[(f32, f32)],
-    mean: &[f32],
-    std: &[f32],
-    weight: &[f32],
-    positions: usize,
-    pooled: bool,
-    upstream: f32,
-) -> Vec<f32> {
+/// divided by the batch) or one per channel ([`channel_stats`], pooled over the batch, the loss not
+/// divided); its length says which. With a batch of one the two are the same statistics and the same
+/// loss.
+pub fn input_grad(x: &[f32], stats: &[(f32, f32)], mean: &[f32], std: &[f32], weight: &[f32], positions: usize, upstream: f32) -> Vec<f32> {
     let c = mean.len();
     let planes = x.len() / positions.max(1);
     let batch = planes / c.max(1);
+    debug_assert!(stats.len() == planes || stats.len() == c, "{} statistics for {planes} planes of {c} channels", stats.len());
+    let pooled = stats.len() != planes;
     // Values behind one statistic, and the loss's divisor.
     let (count, divisor) = if pooled { (batch * positions, 1) } else { (positions, batch) };
     let scale = upstream / divisor.max(1) as f32;

@@ -373,7 +373,7 @@ impl Backward<Flex, 1> for StatLossBackward {
         if let Some(node) = node_x {
             let s = x.shape();
             let dx = with_f32(&x, |xs| {
-                bn_stats::input_grad(xs, &stats, &t.mean, &t.std, &t.weight, s[2] * s[3], t.pooled, upstream)
+                bn_stats::input_grad(xs, &stats, &t.mean, &t.std, &t.weight, s[2] * s[3], upstream)
             });
             grads.register::<Flex>(node.id, flex(dx, [s[0], s[1], s[2], s[3]]));
         }
