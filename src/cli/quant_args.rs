@@ -212,6 +212,11 @@ pub struct ReconstructArgs {
     /// Do not correct biases layer by layer before learning the rounding (adaround, brecq).
     #[arg(long)]
     pub recon_no_bias_first: bool,
+    /// Learn every block's rounding with the biases already corrected (adaround, brecq). By default, in
+    /// runs shorter than 500 iterations per block, a block of 3 bits or more learns with the FP32 biases
+    /// and has them corrected once its rounding is fixed.
+    #[arg(long)]
+    pub recon_no_bias_after: bool,
     /// Probability that an activation is quantized while learning (QDrop; 1 disables it).
     #[arg(long, value_name = "P")]
     pub recon_qdrop: Option<f32>,
@@ -279,6 +284,7 @@ impl ReconstructArgs {
             cfg.lambda = Some(l);
         }
         cfg.bias_first &= !self.recon_no_bias_first;
+        cfg.bias_after &= !self.recon_no_bias_after;
         cfg.learn_act_scales &= !self.recon_no_lsq;
         cfg
     }
