@@ -146,6 +146,12 @@ impl ReconstructConfig {
         self.anneal.unwrap_or_else(|| default_anneal(self.iters))
     }
 
+    /// Whether [`ReconstructConfig::bias_after`] applies at these settings' iterations (to the units of
+    /// at least [`BIAS_AFTER_MIN_BITS`] bits).
+    pub fn bias_after_applies(&self) -> bool {
+        self.bias_after && short_run(self.iters) > 0.0
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if self.iters == 0 || self.batch == 0 {
@@ -332,6 +338,8 @@ pub fn reconstruct(graph: &Graph, q: &mut QuantizedModel, calib: &[f32], shape: 
     config.round_lr = Some(cfg.round_lr());
     config.lambda = Some(cfg.lambda());
     config.anneal = Some(cfg.anneal());
+    // What runs: long runs never learn from the FP32 biases.
+    config.bias_after = cfg.bias_after_applies();
     let mut report = ReconstructReport { config, images: shape[0], units: Vec::new(), output_error: (0.0, 0.0), seconds: 0.0 };
     if cfg.method == Method::Off {
         return Ok(report);
@@ -448,7 +456,7 @@ fn learn(fp: &Graph, fp_plan: &Plan, q: &mut QuantizedModel, calib: &[f32], shap
             })
             .collect::<Result<Vec<_>>>()?;
         let (graph_before, acts_before) = (q.graph.clone(), q.activations.clone());
-        let bias_after = cfg.bias_after && short_run(cfg.iters) > 0.0 && unit.layers.iter().filter_map(|n| by_node.get(n)).all(|&i| q.weights[i].bits >= BIAS_AFTER_MIN_BITS);
+        let bias_after = cfg.bias_after_applies() && unit.layers.iter().filter_map(|n| by_node.get(n)).all(|&i| q.weights[i].bits >= BIAS_AFTER_MIN_BITS);
         if bias_after {
             restore_fp32_biases(fp, q, unit)?;
         }
@@ -574,6 +582,10 @@ mod tests {
         assert!((default_anneal(150) - 0.5).abs() < 1e-6 && (default_anneal(100) - 0.5).abs() < 1e-6);
         let a300 = default_anneal(300);
         assert!(a300 > 0.5 && a300 < 1.0, "{a300}");
+        // Blocks learn from the FP32 biases in short runs only.
+        let at = |iters: usize| ReconstructConfig { iters, ..ReconstructConfig::new(Method::Brecq) }.bias_after_applies();
+        assert!(at(100) && at(150) && at(300) && !at(500) && !at(20_000));
+        assert!(!ReconstructConfig { iters: 150, bias_after: false, ..ReconstructConfig::new(Method::Brecq) }.bias_after_applies());
         // An explicit setting wins, and bad ones are refused.
         let mut cfg = ReconstructConfig::new(Method::Brecq);
         cfg.iters = 150;
