@@ -213,7 +213,11 @@ def test_ctrl_c_during_distill_leaves_nothing_behind(tmp_path):
     tmp.mkdir()
     script = textwrap.dedent(
         f"""
-        import sys, zeroq
+        import signal, sys, zeroq
+        # What an interactive Python has. A parent that ignores SIGINT (a background job of a
+        # non-interactive shell, e.g. `nohup … &`) passes that on, and Python then installs no handler,
+        # so the signal would be ignored before zeroq ever saw it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         def progress(e):
             if e["kind"] == "progress" and e["done"] == 2:
                 print("started", flush=True)
