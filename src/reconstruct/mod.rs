@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::engine::{device, Plan};
 use crate::error::{Error, Result};
-use crate::ir::{passes, Graph, Op};
+use crate::ir::{passes, Graph, Op, ValueId};
 use crate::quant::QuantizedModel;
 use blocks::{Granularity, Unit};
 use cache::{relative_error, Batch, Live};
@@ -512,12 +512,15 @@ fn restore_fp32_biases(fp: &Graph, q: &mut QuantizedModel, unit: &Unit) -> Resul
 /// corrected; `plan` is `q`'s. Returns the plan of the corrected model.
 fn correct_unit_biases(fp_plan: &Plan, q: &mut QuantizedModel, unit: &Unit, xq: &Live, xfp: &Live, mut plan: Plan) -> Result<Plan> {
     let none = HashMap::new();
-    for &node in &unit.layers {
-        let Some(out) = q.graph.nodes[node].outputs.first().copied() else { continue };
-        // The unit up to and including the layer, read up to its output.
-        let head = Unit { nodes: unit.nodes.start..node + 1, inputs: unit.inputs.clone(), outputs: vec![out], layers: Vec::new() };
-        let (f, y) = (cache::run_unit(fp_plan, &head, xfp, &none, None)?, cache::run_unit(&plan, &head, xq, &none, None)?);
-        if bias::add_to_bias(&mut q.graph, node, &bias::channel_shift(&f[0], &y[0]))? {
+    let layers: Vec<(usize, ValueId)> = unit.layers.iter().filter_map(|&n| q.graph.nodes[n].outputs.first().map(|&o| (n, o))).collect();
+    let Some(last) = layers.iter().map(|&(n, _)| n).max() else { return Ok(plan) };
+    // The unit up to and including `end`, read at `outputs`.
+    let head = |end: usize, outputs: Vec<ValueId>| Unit { nodes: unit.nodes.start..end + 1, inputs: unit.inputs.clone(), outputs, layers: Vec::new() };
+    // The FP32 outputs do not change as the biases are corrected: one run for every layer.
+    let fp_outputs = cache::run_unit(fp_plan, &head(last, layers.iter().map(|&(_, o)| o).collect()), xfp, &none, None)?;
+    for (&(node, out), f) in layers.iter().zip(&fp_outputs) {
+        let y = cache::run_unit(&plan, &head(node, vec![out]), xq, &none, None)?;
+        if bias::add_to_bias(&mut q.graph, node, &bias::channel_shift(f, &y[0]))? {
             plan = Plan::new(q.graph.clone(), &device::inference())?;
         }
     }

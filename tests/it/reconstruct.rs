@@ -80,10 +80,12 @@ fn short_runs_decide_their_roundings_before_hardening() {
 /// Each block learns its rounding from the FP32 network (FP32 weights and biases) and has its biases
 /// corrected once the rounding is fixed ([`ReconstructConfig::bias_after`]); learning from biases
 /// already corrected for round to nearest instead starts the block off the FP32 network and leaves the
-/// learned rounding with a mean error nothing removes. Blocks with 2-bit layers are left out.
+/// learned rounding with a mean error nothing removes. Blocks with 2-bit layers are left out. W4A4, 100
+/// iterations per block; measured: summed learned block error 0.204 against 0.245, network output error
+/// 0.019 against 0.0245.
 #[test]
 fn blocks_learn_from_the_fp32_biases_and_are_corrected_after() {
-    let (g, _) = w4a4();
+    let g = zeroq::onnx::load_onnx(common::model("resnet20")).expect("load");
     let d = common::distilled_resnet20();
     let run = |bias_after: bool| {
         let mut q = w4a4().1;
@@ -97,7 +99,6 @@ fn blocks_learn_from_the_fp32_biases_and_are_corrected_after() {
     let kept = |b: &[reconstruct::UnitRecord]| b.iter().filter(|u| u.kept).count();
     let learned: f64 = after.iter().map(|u| u.error_learned).sum();
     let learned_before: f64 = before.iter().map(|u| u.error_learned).sum();
-    eprintln!("kept {}/{} vs {}/{}; summed learned block error {learned:.4} vs {learned_before:.4}; network {err_after:.4} vs {err_before:.4}", kept(&after), after.len(), kept(&before), before.len());
     assert!(kept(&after) >= kept(&before), "blocks kept: {} with the biases corrected after learning, {} before", kept(&after), kept(&before));
     assert!(learned < learned_before && err_after < err_before, "learned block error {learned} vs {learned_before}, network output error {err_after} vs {err_before}");
     // Not at 2 bits (`BIAS_AFTER_MIN_BITS`): there the same model either way.
