@@ -263,7 +263,7 @@ mod tests {
                 LayerSensitivity { name: format!("l{i}"), op_type: "Conv".into(), params, omega }
             })
             .collect();
-        Sensitivity { model: "random".into(), bits: bits.to_vec(), weight_range: WeightRange::MinMax, images: 1, layers, context_bits: None }
+        Sensitivity { model: "random".into(), bits: bits.to_vec(), weight_range: WeightRange::MinMax, images: 1, layers, context_bits: None, bias_corrected: false }
     }
 
     /// Every assignment as (size in bits, Σ Ω).

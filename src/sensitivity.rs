@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{DynTensor, Plan, RunState, Value};
 use crate::error::{Error, Result};
 use crate::eval::kl_divergence;
-use crate::ir::Graph;
+use crate::ir::{Graph, HostTensor, ValueId};
 use crate::quant::{output_axis, quantize_weight, WeightRange};
 
 /// How sensitivities are measured.
@@ -34,11 +34,15 @@ pub struct SensitivityConfig {
     /// measured around the operating point (e.g. all layers at 4 bits for an MP4 budget), Ω_i(k)
     /// includes how layer i's error combines with everyone else's. `None`: ZeroQ's definition.
     pub context_bits: Option<Vec<u32>>,
+    /// Measure each quantized layer with its bias corrected (each output channel's mean shift on these
+    /// images added back, as reconstruction's bias correction does), so Ω scores the error that is
+    /// left once a mean shift is removed rather than the shift itself.
+    pub bias_corrected: bool,
 }
 
 impl Default for SensitivityConfig {
     fn default() -> Self {
-        Self { bits: vec![2, 4, 8], weight_range: WeightRange::MinMax, batch: 32, reuse_prefix: true, context_bits: None }
+        Self { bits: vec![2, 4, 8], weight_range: WeightRange::MinMax, batch: 32, reuse_prefix: true, context_bits: None, bias_corrected: false }
     }
 }
 
@@ -71,6 +75,9 @@ pub struct Sensitivity {
     /// The bits of the other layers while each layer was measured (`None`: FP32, ZeroQ's definition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_bits: Option<Vec<u32>>,
+    /// Whether each layer was measured with its bias corrected ([`SensitivityConfig::bias_corrected`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bias_corrected: bool,
 }
 
 impl Sensitivity {
@@ -169,15 +176,26 @@ pub fn measure(
         for &b in &bits {
             let mut overrides = ctx_overrides.clone();
             overrides.insert(layer.weight, quantized(li, b)?);
-            let mut kl = 0f64;
+            let mut starts = Vec::with_capacity(states.len());
             for (bi, state) in states.iter_mut().enumerate() {
-                let from = if cfg.reuse_prefix {
+                starts.push(if cfg.reuse_prefix {
                     // The prefix runs in the context (layers before this one at their context bits).
                     plan.advance(state, layer.node, &ctx_overrides)?;
                     state.clone()
                 } else {
-                    fresh[bi].clone()
-                };
+                    let mut s = fresh[bi].clone();
+                    plan.advance(&mut s, layer.node, &ctx_overrides)?;
+                    s
+                });
+            }
+            if cfg.bias_corrected {
+                // The reference is the layer's FP32 output on the same inputs (in context too).
+                let mut fp32_layer = ctx_overrides.clone();
+                fp32_layer.remove(&layer.weight);
+                correct_bias(&plan, layer.node, &starts, &fp32_layer, &mut overrides)?;
+            }
+            let mut kl = 0f64;
+            for (bi, from) in starts.into_iter().enumerate() {
                 let q = logits(plan.finish(from, &overrides)?)?;
                 let (r, classes) = &reference[bi];
                 kl += r.chunks_exact(*classes).zip(q.0.chunks_exact(*classes)).map(|(p, q)| kl_divergence(p, q)).sum::<f64>();
@@ -188,7 +206,45 @@ pub fn measure(
         progress(li + 1, layers.len());
     }
     let context_bits = (!context.is_empty()).then_some(context);
-    Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out, context_bits })
+    Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out, context_bits, bias_corrected: cfg.bias_corrected })
+}
+
+/// Adds to `overrides` the bias of layer `node` corrected for its quantized weight (in `overrides`):
+/// the FP32 bias plus the mean of `y_fp − y_q` per output channel over every batch, where both outputs
+/// come from the same input (the states stopped just before the layer) and `y_fp` is computed with
+/// `reference`. A layer without a bias input (MatMul, bias-free Conv) is left uncorrected.
+fn correct_bias(plan: &Plan, node: usize, starts: &[RunState], reference: &HashMap<ValueId, Value>, overrides: &mut HashMap<ValueId, Value>) -> Result<()> {
+    let g = plan.graph();
+    let Some(bias_id) = g.nodes[node].input(2) else { return Ok(()) };
+    let Some(bias) = g.consts.get(&bias_id) else { return Ok(()) };
+    let out = g.nodes[node].outputs[0];
+    let mut bias = bias.to_f32_vec();
+    let mut sums = vec![0f64; bias.len()];
+    let mut count = 0usize;
+    for s in starts {
+        let output = |o: &HashMap<ValueId, Value>| -> Result<(Vec<usize>, Vec<f32>)> {
+            let mut s = s.clone();
+            plan.advance(&mut s, node + 1, o)?;
+            let v = s.value(out).ok_or_else(|| Error::Invalid(format!("{}: its output was not computed", g.nodes[node].name)))?;
+            Ok((v.shape().to_vec(), v.to_host()?.to_f32_vec()))
+        };
+        let ((dims, fp), (_, q)) = (output(reference)?, output(overrides)?);
+        // `[n, c, …]`: element i belongs to channel (i / spatial) % c.
+        if dims.len() < 2 || dims[1] != bias.len() {
+            return Ok(());
+        }
+        let spatial: usize = dims[2..].iter().product::<usize>().max(1);
+        for (i, (a, b)) in fp.iter().zip(&q).enumerate() {
+            sums[(i / spatial) % bias.len()] += (a - b) as f64;
+        }
+        count += dims[0] * spatial;
+    }
+    for (b, s) in bias.iter_mut().zip(&sums) {
+        *b += (s / count.max(1) as f64) as f32;
+    }
+    let shape = g.consts[&bias_id].shape.clone();
+    overrides.insert(bias_id, Value::from_host(&HostTensor::f32(shape, bias), plan.device())?);
+    Ok(())
 }
 
 /// The first output as `[n, classes]` logits.

@@ -88,6 +88,7 @@ def sensitivity(
     plot: Optional[PathLike] = None,
     seed: int = 0,
     context_bits: Optional[int] = None,
+    bias_corrected: bool = False,
     preset: Optional[str] = None,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,

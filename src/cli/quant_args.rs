@@ -113,7 +113,8 @@ impl QuantArgs {
 #[derive(Args, Debug)]
 pub struct MixedArgs {
     /// Mixed-precision weights with the size of uniform N-bit weights (ZeroQ's MP4 is `--mp 4`): one
-    /// bit-width per layer from --mp-bits, minimising the summed sensitivity.
+    /// bit-width per layer from --mp-bits, minimising the summed sensitivity (measured with each layer's
+    /// bias corrected when reconstruction runs, as reconstruction leaves the layer).
     #[arg(long, value_name = "N", conflicts_with_all = ["wbits", "size_budget"])]
     pub mp: Option<f64>,
     /// Mixed-precision weights within a size budget: 120KB, 0.12MB, 250KiB or 4.0bits (per weight).

@@ -141,7 +141,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let mixed_precision = match budget {
         Some(b) => {
             let d = Distilled { data: calib.clone(), shape: calib_shape, source: source.clone() };
-            let mp = choose_bits(&g, &a, b, &d, cfg.weight_range, out)?;
+            let mp = choose_bits(&g, &a, b, &d, cfg.weight_range, a.recon.method(low_request).is_some(), out)?;
             cfg.wbits = mp.bits.iter().map(|(_, b)| *b).collect();
             Some(mp)
         }
@@ -232,8 +232,9 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 
-/// Sensitivity (read or measured) → exact Pareto choice within `budget`.
-fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Distilled, weight_range: WeightRange, out: &Output) -> anyhow::Result<MixedPrecision> {
+/// Sensitivity (read or measured) → exact Pareto choice within `budget`. When reconstruction follows
+/// (`reconstructed`), each layer is measured with its bias corrected, as reconstruction will leave it.
+fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Distilled, weight_range: WeightRange, reconstructed: bool, out: &Output) -> anyhow::Result<MixedPrecision> {
     let (sens, sensitivity_source) = match &a.sensitivity {
         Some(p) => {
             let sens = read_table(p)?;
@@ -246,8 +247,9 @@ fn choose_bits(g: &zeroq::ir::Graph, a: &QuantizeArgs, budget: Budget, d: &Disti
         }
         None => {
             out.say("measuring per-layer sensitivity…");
-            let cfg = SensitivityConfig { bits: a.mixed.mp_bits.clone(), weight_range, ..SensitivityConfig::default() };
-            (measure(g, &a.model.label(), d, &cfg, out)?, format!("measured on {}", d.source))
+            let cfg = SensitivityConfig { bits: a.mixed.mp_bits.clone(), weight_range, bias_corrected: reconstructed, ..SensitivityConfig::default() };
+            let how = if reconstructed { ", each layer bias-corrected" } else { "" };
+            (measure(g, &a.model.label(), d, &cfg, out)?, format!("measured on {}{how}", d.source))
         }
     };
     let params = sens.total_params();

@@ -144,7 +144,7 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     let reconstruct = a.recon.config(low, a.seed, &g, batch)?;
     let cfg = RunConfig {
         distill: DistillConfig { batch, iters, seed: a.seed, ..DistillConfig::default() },
-        sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, ..SensitivityConfig::default() },
+        sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, bias_corrected: reconstruct.is_some(), ..SensitivityConfig::default() },
         wbits,
         quant,
         reconstruct,

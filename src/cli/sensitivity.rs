@@ -43,6 +43,10 @@ pub struct SensitivityArgs {
     /// Ω around an operating point, e.g. 4 for an MP4 budget).
     #[arg(long, value_name = "N")]
     pub context_bits: Option<u32>,
+    /// Measure each quantized layer with its bias corrected for the mean shift its rounding causes on
+    /// these images (what reconstruction's bias correction removes), so Ω scores what is left.
+    #[arg(long)]
+    pub bias_corrected: bool,
     /// The preprocessing (for distilling on the fly: the images' valid box and prior).
     #[command(flatten)]
     pub pre: PreprocessArgs,
@@ -66,6 +70,7 @@ pub fn run(a: SensitivityArgs, out: &Output) -> anyhow::Result<()> {
         weight_range: a.weight_range.into(),
         reuse_prefix: !a.no_prefix_reuse,
         context_bits: a.context_bits.map(|b| vec![b]),
+        bias_corrected: a.bias_corrected,
         ..SensitivityConfig::default()
     };
     let start = std::time::Instant::now();

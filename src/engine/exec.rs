@@ -27,6 +27,13 @@ pub struct RunState {
     env: Vec<Option<Value>>,
 }
 
+impl RunState {
+    /// A value computed so far and still alive (dead values are freed as the run advances).
+    pub fn value(&self, id: ValueId) -> Option<&Value> {
+        self.env.get(id).and_then(Option::as_ref)
+    }
+}
+
 /// A caller's replacement for some nodes: given the node's index and its inputs, `Some(outputs)` takes the
 /// node over, `None` lets the engine run it. Reconstruction swaps each FakeQuant for a learnable one this way.
 pub type NodeHook<'a> = dyn FnMut(usize, &Node, &[Option<Value>]) -> Option<Result<Vec<Value>>> + 'a;

@@ -32,6 +32,9 @@ fn run_writes_a_complete_trustworthy_folder() {
     for f in ["sensitivity.json", "pareto.json"] {
         serde_json::from_slice::<serde_json::Value>(&std::fs::read(dir.join(f)).unwrap()).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
+    // Reconstruction runs (MP4), so the sensitivity that chose the bits scored bias-corrected layers.
+    let sens: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("sensitivity.json")).unwrap()).unwrap();
+    assert_eq!(sens["bias_corrected"], true, "MP with reconstruction measures bias-corrected Ω");
     let (d, shape) = zeroq::data::npy::read_f32(&dir.join("distilled.npy")).unwrap();
     assert_eq!(shape, vec![64, 3, 32, 32]);
     assert!(d.iter().all(|v| v.is_finite()));

@@ -75,6 +75,74 @@ fn sensitivity_reuses_prefix_without_changing_results() {
     }
 }
 
+/// Values of `id` over all images, from a run of `g` (already BN-folded) on `x`: `([n, c, …], data)`.
+fn tapped(g: &zeroq::ir::Graph, x: &[f32], shape: [usize; 4], id: zeroq::ir::ValueId) -> (Vec<usize>, Vec<f32>) {
+    use burn::tensor::{Tensor, TensorData};
+    let plan = Plan::for_inference(g.clone()).expect("plan");
+    let per: usize = shape[1..].iter().product();
+    let (mut dims, mut data) = (Vec::new(), Vec::new());
+    for chunk in x.chunks(per * 32) {
+        let n = chunk.len() / per;
+        let t = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, shape[1], shape[2], shape[3]]), plan.device());
+        let out = plan.run(vec![zeroq::engine::Value::float(zeroq::engine::DynTensor::R4(t))], &[id]).expect("run");
+        let v = &out.taps[&id];
+        dims = v.shape().to_vec();
+        data.extend(v.to_host().expect("host").to_f32_vec());
+    }
+    dims[0] = shape[0];
+    (dims, data)
+}
+
+/// With `bias_corrected`, Ω_i(k) is the KL of the network whose layer i has k-bit weights and a bias
+/// shifted by the mean output change per channel over all the images (two batches of 32 here, so
+/// the mean is pooled across batches), computed directly below; the correction lowers Ω overall.
+#[test]
+fn bias_corrected_sensitivity_scores_the_corrected_layer() {
+    let g = zeroq::onnx::load_onnx(common::model("resnet20")).expect("load");
+    let d = common::distilled_resnet20();
+    assert!(d.shape[0] > 32, "the check needs more than one batch");
+    let cfg = SensitivityConfig { bits: vec![2, 4], bias_corrected: true, ..SensitivityConfig::default() };
+    let bc = measure(&g, "resnet20", &d.data, d.shape, &cfg, &mut |_, _| {}).expect("measure");
+    let slow = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { reuse_prefix: false, ..cfg.clone() }, &mut |_, _| {}).expect("measure");
+    let plain = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { bits: vec![2, 4], ..SensitivityConfig::default() }, &mut |_, _| {}).expect("measure");
+    assert!(bc.bias_corrected && !plain.bias_corrected);
+    for (a, b) in bc.layers.iter().zip(&slow.layers) {
+        for (x, y) in a.omega.iter().zip(&b.omega) {
+            assert!((x - y).abs() <= 1e-5 * y.abs().max(1e-9), "layer {}: {x} with reuse vs {y} without", a.name);
+        }
+    }
+
+    let mut folded = g.clone();
+    passes::fold_batch_norm(&mut folded);
+    let reference = logits(folded.clone(), &d.data, d.shape);
+    for li in [7, 19] {
+        let layer = folded.weight_layers()[li].clone();
+        let node = &folded.nodes[layer.node];
+        let (out, bias) = (node.outputs[0], node.input(2).expect("a folded layer has a bias"));
+        let w = &folded.consts[&layer.weight];
+        let (deq, _) = quantize_weight(w, output_axis(&node.op, w.shape.len()), 4, WeightRange::MinMax);
+        let mut q = folded.clone();
+        q.consts.insert(layer.weight, deq);
+        let ((dims, fp), (_, qv)) = (tapped(&folded, &d.data, d.shape, out), tapped(&q, &d.data, d.shape, out));
+        let (c, spatial) = (dims[1], dims[2..].iter().product::<usize>());
+        let mut shift = vec![0f64; c];
+        for (i, (a, b)) in fp.iter().zip(&qv).enumerate() {
+            shift[(i / spatial) % c] += (a - b) as f64 / (dims[0] * spatial) as f64;
+        }
+        let b = q.consts[&bias].clone();
+        let corrected: Vec<f32> = b.to_f32_vec().iter().zip(&shift).map(|(x, s)| x + *s as f32).collect();
+        q.consts.insert(bias, zeroq::ir::HostTensor::f32(b.shape.clone(), corrected));
+        let ql = logits(q, &d.data, d.shape);
+        let direct = reference.chunks(10).zip(ql.chunks(10)).map(|(p, q)| kl_divergence(p, q)).sum::<f64>() / d.shape[0] as f64;
+        let got = bc.omega(li, 4).expect("4-bit");
+        assert!((got - direct).abs() <= 1e-4 * direct, "layer {li}: bias-corrected Ω(4) {got} vs direct {direct}");
+    }
+    let total = |s: &zeroq::sensitivity::Sensitivity, b: u32| (0..s.layers.len()).map(|i| s.omega(i, b).unwrap()).sum::<f64>();
+    for b in [2, 4] {
+        assert!(total(&bc, b) < total(&plain, b), "{b} bits: Σ Ω corrected {} vs plain {}", total(&bc, b), total(&plain, b));
+    }
+}
+
 fn run_ok(args: &[&str]) -> serde_json::Value {
     let out = common::zeroq().args(args).arg("--json").arg("--quiet").output().expect("run zeroq");
     assert!(out.status.success(), "zeroq {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
