@@ -47,6 +47,9 @@ pub struct RunConfig {
     pub quant: QuantConfig,
     /// Reconstruction after calibration, on the calibration batch (`None`: weights rounded to nearest).
     pub reconstruct: Option<ReconstructConfig>,
+    /// Blur σ (pixels) of the low-pass copy of each calibration image that the activation ranges and
+    /// reconstruction also see ([`distill::lowpass`]); `None`: the distilled images alone.
+    pub lowpass: Option<f32>,
     /// Preprocessing the model expects: the distillation box and prior, the image preview.
     pub preprocess: Preprocess,
 }
@@ -216,6 +219,10 @@ pub struct DistillationReport {
     pub loss: Vec<(f32, f32)>,
     /// Share of BN channels whose calibration-batch mean and std are within 10% of σ.
     pub channels_within_10pct: f32,
+    /// Blur σ (pixels) of the low-pass copies that calibration and reconstruction also saw, one per
+    /// calibration image; absent when none were made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lowpass_sigma: Option<f32>,
 }
 
 /// File names inside the output folder.
@@ -306,8 +313,16 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         Ok((choice, budget, pareto_svg, bits_svg))
     })?;
 
-    // 4. Calibrate activation ranges and quantize.
+    // 4. Calibrate activation ranges and quantize (on the batch and its low-pass copies, if asked).
     qcfg.wbits = choice.bits.clone();
+    let (calib, calib_shape) = match cfg.lowpass {
+        Some(sigma) => {
+            let domain = dcfg.domain.clone().unwrap_or_else(|| distill::InputDomain::standard(c));
+            (distill::lowpass::with_lowpass_copies(calib, calib_shape, sigma, &domain), [2 * half, d.shape[1], d.shape[2], d.shape[3]])
+        }
+        None => (calib.to_vec(), calib_shape),
+    };
+    let calib = calib.as_slice();
     let mut q = timeline.stage("quantize", None, |_| quant::quantize(graph, calib, calib_shape, &qcfg))?;
 
     // 5. Reconstruct: learn the rounding (and low-bit activation steps) against FP32 on the same batch.
@@ -367,6 +382,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         distillation: DistillationReport {
             calibration_images: half,
             holdout_images: d.shape[0] - half,
+            lowpass_sigma: cfg.lowpass,
             iterations: d.iterations(),
             loss: d.loss_curves.iter().map(|c| (c.first().copied().unwrap_or(f32::NAN), c.last().copied().unwrap_or(f32::NAN))).collect(),
             channels_within_10pct: within,

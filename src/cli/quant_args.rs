@@ -232,6 +232,12 @@ pub struct ReconstructArgs {
     /// 0.01 from 500 iterations on, up to 0.1 at 150 and fewer.
     #[arg(long, value_name = "L")]
     pub recon_lambda: Option<f32>,
+    /// Learn on the distilled images only. By default, on inputs of 56² and more, reconstruction (and
+    /// the activation ranges before it) also sees a low-pass copy of each distilled image, blurred by
+    /// side/112 px and kept in the valid input box: BN-matched images are pixel noise, photographs are
+    /// not (QUANTIZATION.md).
+    #[arg(long)]
+    pub recon_no_lowpass: bool,
 }
 
 impl ReconstructArgs {
@@ -253,6 +259,15 @@ impl ReconstructArgs {
         }
         cfg.validate()?;
         Ok(Some(cfg))
+    }
+
+    /// Blur σ of the low-pass copies added to distilled calibration data for an input of `side` pixels
+    /// when `reconstructs`; `None`: no copies.
+    pub fn lowpass_sigma(&self, reconstructs: bool, side: usize) -> Option<f32> {
+        if !reconstructs || self.recon_no_lowpass {
+            return None;
+        }
+        zeroq::distill::lowpass::sigma_for(side)
     }
 
     /// The method that runs (`None`: none), `low` as in [`ReconstructArgs::config`].

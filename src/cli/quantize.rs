@@ -147,8 +147,18 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
     let low = cfg.wbits.iter().any(|&b| b < 8) || cfg.abits.is_some_and(|b| b < 8);
+    // Distilled images (not real or Gaussian ones) get a low-pass copy each when reconstruction follows.
+    let (calib, calib_shape, source) = match (a.calib.as_str(), a.recon.lowpass_sigma(a.recon.method(low).is_some(), h.min(w))) {
+        ("distilled", Some(sigma)) => {
+            let domain = distill::InputDomain::from_preprocess(&preprocess, c);
+            let data = distill::lowpass::with_lowpass_copies(&calib, calib_shape, sigma, &domain);
+            let n = calib_shape[0];
+            (data, [2 * n, c, h, w], format!("{source} + {n} low-pass copies (σ {sigma:.2} px)"))
+        }
+        _ => (calib, calib_shape, source),
+    };
+    let mut q = quant::quantize(&g, &calib, calib_shape, &cfg)?;
     let reconstruction = match a.recon.config(low, a.seed, &g, calib_shape[0])? {
         Some(rc) => {
             out.say(format!("reconstructing ({}, {} iterations per block, batch {})…", rc.method.name(), rc.iters, rc.batch.min(calib_shape[0])));

@@ -141,12 +141,16 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
     zeroq::model::require_batch_norm(&g, "zeroq run (ZeroQ distils data from BatchNorm statistics)")?;
     prepare_out_dir(&a.out, a.force)?;
     let (batch, iters) = super::distill::sized(&g, a.batch, a.iters)?;
-    let reconstruct = a.recon.config(low, a.seed, &g, batch)?;
+    // Reconstruction learns on the calibration batch and, on large inputs, its low-pass copies.
+    let side = zeroq::distill::input_chw(&g).map(|[_, h, w]| h.min(w))?;
+    let lowpass = a.recon.lowpass_sigma(a.recon.method(low).is_some(), side);
+    let reconstruct = a.recon.config(low, a.seed, &g, if lowpass.is_some() { 2 * batch } else { batch })?;
     let cfg = RunConfig {
         distill: DistillConfig { batch, iters, seed: a.seed, ..DistillConfig::default() },
         sensitivity: SensitivityConfig { bits: mp_bits, weight_range: quant.weight_range, bias_corrected: reconstruct.is_some(), ..SensitivityConfig::default() },
         wbits,
         quant,
+        lowpass,
         reconstruct,
         preprocess,
     };

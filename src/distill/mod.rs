@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod init;
+pub mod lowpass;
 pub mod loss;
 pub mod optim;
 

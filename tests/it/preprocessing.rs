@@ -11,6 +11,12 @@ use crate::common;
 /// A 224×224 model: input → Pad(1) → Conv 3→4 (3×3) → BatchNormalization → Relu → `y`. Like
 /// EfficientNet's stem, the first Conv reads a Pad of the input, not the input itself.
 fn tiny_224(dir: &Path) -> PathBuf {
+    tiny_224_with(dir, false)
+}
+
+/// [`tiny_224`], with `classifier`: GlobalAveragePool and Flatten after the Relu, so `y` is `[N, 4]`
+/// logits (what sensitivity, and so `zeroq run`, needs).
+fn tiny_224_with(dir: &Path, classifier: bool) -> PathBuf {
     let f = |name: &str, dims: Vec<i64>, v: Vec<f32>| TensorProto { name: name.into(), dims, data_type: data_type::FLOAT, float_data: v, ..Default::default() };
     let w: Vec<f32> = (0..4 * 3 * 9).map(|i| ((i * 37 % 17) as f32 - 8.0) / 20.0).collect();
     let inits = vec![
@@ -30,8 +36,13 @@ fn tiny_224(dir: &Path) -> PathBuf {
     };
     let mut conv = node("stem", "Conv", &["xp", "w"], "c");
     conv.attribute = vec![AttributeProto { name: "kernel_shape".into(), r#type: 7, ints: vec![3, 3], ..Default::default() }];
-    let nodes = vec![node("pad", "Pad", &["x", "pads"], "xp"), conv, node("bn", "BatchNormalization", &["c", "gamma", "beta", "mean", "var"], "b"), node("relu", "Relu", &["b"], "y")];
-    let p = dir.join("tiny224.onnx");
+    let mut nodes = vec![node("pad", "Pad", &["x", "pads"], "xp"), conv, node("bn", "BatchNormalization", &["c", "gamma", "beta", "mean", "var"], "b")];
+    if classifier {
+        nodes.extend([node("relu", "Relu", &["b"], "r"), node("gap", "GlobalAveragePool", &["r"], "g"), node("flat", "Flatten", &["g"], "y")]);
+    } else {
+        nodes.push(node("relu", "Relu", &["b"], "y"));
+    }
+    let p = dir.join(if classifier { "tiny224c.onnx" } else { "tiny224.onnx" });
     std::fs::write(&p, common::tiny_onnx("tiny224", nodes, inits, [3, 224, 224], "y")).unwrap();
     p
 }
@@ -144,4 +155,41 @@ fn distillation_keeps_images_in_the_valid_box_and_starts_from_the_preset_prior()
             assert!(sd > 0.9 * std[c] as f64 && sd < 1.01 * std[c] as f64, "{preset} channel {c}: std {sd} vs prior {}", std[c]);
         }
     }
+}
+
+/// On a 224² input, reconstruction (and the activation ranges before it) learns on the distilled images
+/// plus a low-pass copy of each (σ 2 px), and only then: not with `--recon-no-lowpass`, not without
+/// reconstruction, not on Gaussian calibration data.
+#[test]
+fn distilled_calibration_gets_low_pass_copies_when_reconstruction_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_224(dir.path());
+    let d = dir.path().join("d.npy");
+    let o = run(&["distill", "--quiet", "--preset", "efficientnet-lite0", "--batch", "2", "--iters", "2", "-o", &s(&d), &s(&m)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let calibration = |extra: &[&str]| -> (u64, String) {
+        let (q, report) = (dir.path().join("q.onnx"), dir.path().join("r.json"));
+        let mut args = vec!["quantize", "--quiet", "--preset", "efficientnet-lite0", "--recon-iters", "2", "--report", report.to_str().unwrap(), "-o", q.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(m.to_str().unwrap());
+        let o = run(&args);
+        assert!(o.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (r["calibration_images"].as_u64().unwrap(), r["calibration"].as_str().unwrap().to_string())
+    };
+    let (n, source) = calibration(&["--wbits", "4", "--distilled", d.to_str().unwrap()]);
+    assert_eq!(n, 4, "2 distilled images and their copies: {source}");
+    assert!(source.contains("2 low-pass copies (σ 2.00 px)"), "{source}");
+    assert_eq!(calibration(&["--wbits", "4", "--recon-no-lowpass", "--distilled", d.to_str().unwrap()]).0, 2);
+    assert_eq!(calibration(&["--wbits", "8", "--distilled", d.to_str().unwrap()]).0, 2, "no reconstruction at W8A8");
+    let (n, source) = calibration(&["--wbits", "4", "--calib", "gaussian", "--calib-images", "3"]);
+    assert_eq!((n, source.contains("low-pass")), (3, false), "{source}");
+
+    // `zeroq run` does the same and says so in its report (it needs logits for the sensitivity).
+    let out = dir.path().join("run");
+    let classifier = tiny_224_with(dir.path(), true);
+    let o = run(&["run", "--quiet", "--preset", "efficientnet-lite0", "--wbits", "4", "--batch", "2", "--iters", "2", "--recon-iters", "2", "--out", &s(&out), &s(&classifier)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["distillation"]["lowpass_sigma"], 2.0, "{}", r["distillation"]);
 }
