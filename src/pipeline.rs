@@ -315,14 +315,15 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
 
     // 4. Calibrate activation ranges and quantize (on the batch and its low-pass copies, if asked).
     qcfg.wbits = choice.bits.clone();
+    let with_copies;
     let (calib, calib_shape) = match cfg.lowpass {
         Some(sigma) => {
             let domain = dcfg.domain.clone().unwrap_or_else(|| distill::InputDomain::standard(c));
-            (distill::lowpass::with_lowpass_copies(calib, calib_shape, sigma, &domain), [2 * half, d.shape[1], d.shape[2], d.shape[3]])
+            with_copies = distill::lowpass::with_lowpass_copies(calib, calib_shape, sigma, &domain);
+            (with_copies.as_slice(), [2 * half, d.shape[1], d.shape[2], d.shape[3]])
         }
-        None => (calib.to_vec(), calib_shape),
+        None => (calib, calib_shape),
     };
-    let calib = calib.as_slice();
     let mut q = timeline.stage("quantize", None, |_| quant::quantize(graph, calib, calib_shape, &qcfg))?;
 
     // 5. Reconstruct: learn the rounding (and low-bit activation steps) against FP32 on the same batch.

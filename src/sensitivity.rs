@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::eval::kl_divergence;
 use crate::ir::{Graph, HostTensor, ValueId};
 use crate::quant::{output_axis, quantize_weight, WeightRange};
+use crate::reconstruct::{bias, cache::Batch};
 
 /// How sensitivities are measured.
 #[derive(Clone, Debug)]
@@ -173,6 +174,9 @@ pub fn measure(
     let mut out = Vec::with_capacity(layers.len());
     for (li, layer) in layers.iter().enumerate() {
         let mut omega = Vec::with_capacity(bits.len());
+        // The layer's FP32 output (in context too) on the images, the reference of the bias correction:
+        // the same for every bit-width, so computed at the first.
+        let mut fp32_output: Option<Batch> = None;
         for &b in &bits {
             let mut overrides = ctx_overrides.clone();
             overrides.insert(layer.weight, quantized(li, b)?);
@@ -189,10 +193,17 @@ pub fn measure(
                 });
             }
             if cfg.bias_corrected {
-                // The reference is the layer's FP32 output on the same inputs (in context too).
-                let mut fp32_layer = ctx_overrides.clone();
-                fp32_layer.remove(&layer.weight);
-                correct_bias(&plan, layer.node, &starts, &fp32_layer, &mut overrides)?;
+                let fp = match fp32_output.take() {
+                    Some(fp) => fp,
+                    None => {
+                        let mut fp32_layer = ctx_overrides.clone();
+                        fp32_layer.remove(&layer.weight);
+                        layer_output(&plan, layer.node, &starts, &fp32_layer)?
+                    }
+                };
+                let q = layer_output(&plan, layer.node, &starts, &overrides)?;
+                correct_bias(&plan, layer.node, &fp, &q, &mut overrides)?;
+                fp32_output = Some(fp);
             }
             let mut kl = 0f64;
             for (bi, from) in starts.into_iter().enumerate() {
@@ -209,41 +220,39 @@ pub fn measure(
     Ok(Sensitivity { model: model.to_string(), bits, weight_range: cfg.weight_range, images: shape[0], layers: out, context_bits, bias_corrected: cfg.bias_corrected })
 }
 
-/// Adds to `overrides` the bias of layer `node` corrected for its quantized weight (in `overrides`):
-/// the FP32 bias plus the mean of `y_fp − y_q` per output channel over every batch, where both outputs
-/// come from the same input (the states stopped just before the layer) and `y_fp` is computed with
-/// `reference`. A layer without a bias input (MatMul, bias-free Conv) is left uncorrected.
-fn correct_bias(plan: &Plan, node: usize, starts: &[RunState], reference: &HashMap<ValueId, Value>, overrides: &mut HashMap<ValueId, Value>) -> Result<()> {
+/// Output of layer `node` over every batch, each run on from its state stopped just before the layer,
+/// with `overrides`.
+fn layer_output(plan: &Plan, node: usize, starts: &[RunState], overrides: &HashMap<ValueId, Value>) -> Result<Batch> {
+    let g = plan.graph();
+    let out = g.nodes[node].outputs[0];
+    let (mut dims, mut data) = (Vec::new(), Vec::new());
+    for s in starts {
+        let mut s = s.clone();
+        plan.advance(&mut s, node + 1, overrides)?;
+        let v = s.value(out).ok_or_else(|| Error::Invalid(format!("{}: its output was not computed", g.nodes[node].name)))?;
+        let n = dims.first().copied().unwrap_or(0);
+        dims = v.shape().to_vec();
+        dims[0] += n;
+        data.extend(v.to_host()?.to_f32_vec());
+    }
+    Ok(Batch { dims, data })
+}
+
+/// Adds to `overrides` the bias of layer `node` corrected for its quantized weight: the FP32 bias plus
+/// the mean of `fp − q` per output channel over all the images ([`bias::channel_shift`], as
+/// reconstruction's bias correction), `fp` and `q` being the layer's FP32 and quantized outputs on the
+/// same inputs. A layer without a bias input (MatMul, bias-free Conv) is left uncorrected.
+fn correct_bias(plan: &Plan, node: usize, fp: &Batch, q: &Batch, overrides: &mut HashMap<ValueId, Value>) -> Result<()> {
     let g = plan.graph();
     let Some(bias_id) = g.nodes[node].input(2) else { return Ok(()) };
     let Some(bias) = g.consts.get(&bias_id) else { return Ok(()) };
-    let out = g.nodes[node].outputs[0];
-    let mut bias = bias.to_f32_vec();
-    let mut sums = vec![0f64; bias.len()];
-    let mut count = 0usize;
-    for s in starts {
-        let output = |o: &HashMap<ValueId, Value>| -> Result<(Vec<usize>, Vec<f32>)> {
-            let mut s = s.clone();
-            plan.advance(&mut s, node + 1, o)?;
-            let v = s.value(out).ok_or_else(|| Error::Invalid(format!("{}: its output was not computed", g.nodes[node].name)))?;
-            Ok((v.shape().to_vec(), v.to_host()?.to_f32_vec()))
-        };
-        let ((dims, fp), (_, q)) = (output(reference)?, output(overrides)?);
-        // `[n, c, …]`: element i belongs to channel (i / spatial) % c.
-        if dims.len() < 2 || dims[1] != bias.len() {
-            return Ok(());
-        }
-        let spatial: usize = dims[2..].iter().product::<usize>().max(1);
-        for (i, (a, b)) in fp.iter().zip(&q).enumerate() {
-            sums[(i / spatial) % bias.len()] += (a - b) as f64;
-        }
-        count += dims[0] * spatial;
+    let values = bias.to_f32_vec();
+    // `[n, c, …]` with one bias per channel c.
+    if fp.dims.len() < 2 || fp.dims[1] != values.len() {
+        return Ok(());
     }
-    for (b, s) in bias.iter_mut().zip(&sums) {
-        *b += (s / count.max(1) as f64) as f32;
-    }
-    let shape = g.consts[&bias_id].shape.clone();
-    overrides.insert(bias_id, Value::from_host(&HostTensor::f32(shape, bias), plan.device())?);
+    let corrected: Vec<f32> = values.iter().zip(bias::channel_shift(fp, q)).map(|(b, s)| b + s).collect();
+    overrides.insert(bias_id, Value::from_host(&HostTensor::f32(bias.shape.clone(), corrected), plan.device())?);
     Ok(())
 }
 

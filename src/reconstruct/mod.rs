@@ -15,8 +15,8 @@
 //! zeroq simulated.
 
 pub mod blocks;
-mod bias;
-mod cache;
+pub(crate) mod bias;
+pub(crate) mod cache;
 mod learn;
 
 use std::collections::HashMap;

@@ -15,6 +15,16 @@ fn logits(g: zeroq::ir::Graph, x: &[f32], shape: [usize; 4]) -> Vec<f32> {
     zeroq::quant::predict(&Plan::for_inference(g).expect("plan"), x, shape, 32).expect("predict")
 }
 
+/// Every Ω of `reused` (measured continuing from the activations before each layer) within `rel` of
+/// `rerun`'s (the whole network rerun for each measurement).
+fn assert_same_omega(reused: &zeroq::sensitivity::Sensitivity, rerun: &zeroq::sensitivity::Sensitivity, rel: f64) {
+    for (a, b) in reused.layers.iter().zip(&rerun.layers) {
+        for (x, y) in a.omega.iter().zip(&b.omega) {
+            assert!((x - y).abs() <= rel * y.abs().max(1e-9), "layer {}: {x} with reuse vs {y} without", a.name);
+        }
+    }
+}
+
 /// Continuing from the FP32 activations before each layer gives the same Ω as rerunning the whole
 /// network, and both equal a direct computation: quantize one layer's weights in a copy of the graph,
 /// run it, average the KL.
@@ -27,11 +37,7 @@ fn sensitivity_reuses_prefix_without_changing_results() {
     let slow = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { reuse_prefix: false, ..cfg }, &mut |_, _| {}).expect("measure");
     assert_eq!(fast.layers.len(), 20, "ResNet20 has 19 convolutions and one Gemm");
     assert_eq!(fast.images, d.shape[0]);
-    for (a, b) in fast.layers.iter().zip(&slow.layers) {
-        for (x, y) in a.omega.iter().zip(&b.omega) {
-            assert!((x - y).abs() <= 1e-6 * y.abs().max(1e-9), "layer {}: {x} with reuse vs {y} without", a.name);
-        }
-    }
+    assert_same_omega(&fast, &slow, 1e-6);
 
     // Direct: layer 7 and the classifier at 4 bits.
     let mut folded = g.clone();
@@ -106,11 +112,7 @@ fn bias_corrected_sensitivity_scores_the_corrected_layer() {
     let slow = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { reuse_prefix: false, ..cfg.clone() }, &mut |_, _| {}).expect("measure");
     let plain = measure(&g, "resnet20", &d.data, d.shape, &SensitivityConfig { bits: vec![2, 4], ..SensitivityConfig::default() }, &mut |_, _| {}).expect("measure");
     assert!(bc.bias_corrected && !plain.bias_corrected);
-    for (a, b) in bc.layers.iter().zip(&slow.layers) {
-        for (x, y) in a.omega.iter().zip(&b.omega) {
-            assert!((x - y).abs() <= 1e-5 * y.abs().max(1e-9), "layer {}: {x} with reuse vs {y} without", a.name);
-        }
-    }
+    assert_same_omega(&bc, &slow, 1e-5);
 
     let mut folded = g.clone();
     passes::fold_batch_norm(&mut folded);
