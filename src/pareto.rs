@@ -178,9 +178,18 @@ impl Summary {
 
 /// The assignment with every layer at `bits` (which must be a candidate of `sens`).
 pub fn uniform(sens: &Sensitivity, bits: u32) -> Option<Assignment> {
-    let omega = (0..sens.layers.len()).map(|i| sens.omega(i, bits)).sum::<Option<f64>>()?;
-    let size_bits = sens.layers.iter().map(|l| l.params as u64 * bits as u64).sum();
-    Some(Assignment { size_bits, omega, bits: vec![bits; sens.layers.len()] })
+    assignment(sens, &vec![bits; sens.layers.len()])
+}
+
+/// The assignment of `bits` per layer (in the table's order), or `None` if one of them is not among the
+/// table's bit-widths or the count does not match.
+pub fn assignment(sens: &Sensitivity, bits: &[u32]) -> Option<Assignment> {
+    if bits.len() != sens.layers.len() {
+        return None;
+    }
+    let omega = bits.iter().enumerate().map(|(i, &b)| sens.omega(i, b)).sum::<Option<f64>>()?;
+    let size_bits = sens.layers.iter().zip(bits).map(|(l, &b)| l.params as u64 * b as u64).sum();
+    Some(Assignment { size_bits, omega, bits: bits.to_vec() })
 }
 
 /// A weight-size budget as users write it: `120KB`, `0.12MB`, `100000B` (decimal units, KiB/MiB binary)

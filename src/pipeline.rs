@@ -301,7 +301,13 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
         let (choice, budget) = match cfg.wbits {
             WeightBits::Mixed(b) => (front.best_within(b.to_bits(params))?, Some(b.to_bits(params) as f64 / 8.0)),
             WeightBits::Uniform(w) => {
-                let u = pareto::uniform(&sens, w).ok_or_else(|| Error::Invalid(format!("{w}-bit weights are not among the sensitivity bit-widths {:?}; add {w}", sens.bits)))?;
+                let mut bits = vec![w; sens.layers.len()];
+                if let Some(e) = cfg.quant.edge_wbits {
+                    for i in crate::quant::edge_layers(graph, &graph.weight_layers()) {
+                        bits[i] = bits[i].max(e);
+                    }
+                }
+                let u = pareto::assignment(&sens, &bits).ok_or_else(|| Error::Invalid(format!("{:?}-bit weights are not all among the sensitivity bit-widths {:?}; add them", bits.iter().collect::<std::collections::BTreeSet<_>>(), sens.bits)))?;
                 (u, None)
             }
         };
@@ -373,7 +379,7 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     let abits = qcfg.abits;
     let config = match cfg.wbits {
         WeightBits::Mixed(_) => format!("MP{:.2}/{}", choice.size_bits as f64 / params.max(1) as f64, abits.map_or("32".into(), |a| a.to_string())),
-        WeightBits::Uniform(w) => format!("W{w}A{}", abits.map_or("32".into(), |a| a.to_string())),
+        WeightBits::Uniform(w) => format!("W{w}A{}{}", abits.map_or("32".into(), |a| a.to_string()), crate::quant::edge_label(w, qcfg.edge_wbits)),
     };
     let mut report = RunReport {
         zeroq_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -74,6 +74,11 @@ pub struct QuantArgs {
     /// when --abits is lower).
     #[arg(long)]
     pub all_layers_abits: bool,
+    /// Weight bits of the edge layers (every weight layer reading the model input, and the last one)
+    /// when --wbits is lower: 8 is the convention of most published low-bit results. Default: --wbits.
+    /// Not with --mp/--size-budget, whose choice sets every layer's bits.
+    #[arg(long, value_name = "BITS")]
+    pub edge_wbits: Option<u32>,
 }
 
 impl QuantArgs {
@@ -88,9 +93,18 @@ impl QuantArgs {
             placement: self.placement.into(),
             input_range: None,
             edge_abits: if self.all_layers_abits { None } else { Some(8) },
+            edge_wbits: self.edge_wbits,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Refuses --edge-wbits with mixed precision, whose choice sets every layer's bits.
+    pub fn check_edge_wbits(&self, mixed: bool) -> anyhow::Result<()> {
+        if let (Some(e), true) = (self.edge_wbits, mixed) {
+            anyhow::bail!("--edge-wbits {e} applies to uniform --wbits; with --mp or --size-budget the mixed-precision choice sets every layer's bits (drop one of them)");
+        }
+        Ok(())
     }
 
     /// The weight range when none was asked for: MSE clipping where reconstruction will run.

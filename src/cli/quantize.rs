@@ -69,6 +69,9 @@ struct Report {
     output: String,
     /// The uniform weight bits, or the largest per-layer bit-width with mixed precision.
     wbits: u32,
+    /// Weight bits of the edge layers when `--edge-wbits` raised them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edge_wbits: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mixed_precision: Option<MixedPrecision>,
     abits: Option<u32>,
@@ -109,6 +112,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let mut cfg = a.quant.config(vec![a.wbits])?;
     let abits = cfg.abits;
     let budget = a.mixed.budget()?;
+    a.quant.check_edge_wbits(budget.is_some())?;
     a.recon.validate()?;
     let low_request = budget.is_some() || a.wbits < 8 || cfg.abits.is_some_and(|b| b < 8);
     a.quant.default_weight_range(&mut cfg, a.recon.method(low_request).is_some());
@@ -176,6 +180,7 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
         model: a.model.display().to_string(),
         output: a.output.display().to_string(),
         wbits: cfg.wbits.iter().copied().max().unwrap_or(a.wbits),
+        edge_wbits: cfg.edge_wbits.filter(|&e| e > a.wbits),
         mixed_precision,
         abits,
         placement: format!("{:?}", cfg.placement),
@@ -211,8 +216,9 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
             Some(mp) => format!("MP{:.2}", mp.avg_bits),
             None => report.wbits.to_string(),
         };
+        let edges = zeroq::quant::edge_label(report.wbits, report.edge_wbits);
         let mut t = format!(
-            "wrote {} (W{}A{}, {:?} placement): weights {:.1} KiB (FP32 {:.1} KiB), {} quantized activations\n",
+            "wrote {} (W{}A{}{edges}, {:?} placement): weights {:.1} KiB (FP32 {:.1} KiB), {} quantized activations\n",
             report.output,
             w,
             abits.map_or("32".to_string(), |b| b.to_string()),

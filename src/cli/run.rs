@@ -116,13 +116,16 @@ pub fn run(a: RunArgs, out: &Output) -> anyhow::Result<()> {
         (w, None) => WeightBits::Uniform(w.unwrap_or(8)),
     };
     let mut quant = a.quant.config(vec![if let WeightBits::Uniform(w) = wbits { w } else { 8 }])?;
+    a.quant.check_edge_wbits(matches!(wbits, WeightBits::Mixed(_)))?;
     let mut mp_bits = a.mixed.mp_bits.clone();
     if let WeightBits::Uniform(w) = wbits {
-        // The uniform choice is a point of the sensitivity table too.
-        if !mp_bits.contains(&w) {
-            mp_bits.push(w);
-            mp_bits.sort_unstable();
+        // The uniform choice (and its edge layers' bits) are points of the sensitivity table too.
+        for b in std::iter::once(w).chain(a.quant.edge_wbits) {
+            if !mp_bits.contains(&b) {
+                mp_bits.push(b);
+            }
         }
+        mp_bits.sort_unstable();
     }
     // Refuse an occupied folder before the work, create it only once the model has loaded and fits.
     check_out_dir(&a.out, a.force)?;
