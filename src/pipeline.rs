@@ -325,8 +325,9 @@ pub fn run(graph: &Graph, model: &str, cfg: &RunConfig, out_dir: &Path, eval_set
     let (calib, calib_shape) = match cfg.lowpass {
         Some(sigma) => {
             let domain = dcfg.domain.clone().unwrap_or_else(|| distill::InputDomain::standard(c));
-            with_copies = distill::lowpass::with_lowpass_copies(calib, calib_shape, sigma, &domain);
-            (with_copies.as_slice(), [2 * half, d.shape[1], d.shape[2], d.shape[3]])
+            let (data, shape) = distill::lowpass::with_lowpass_copies(calib, calib_shape, sigma, &domain);
+            with_copies = data;
+            (with_copies.as_slice(), shape)
         }
         None => (calib, calib_shape),
     };

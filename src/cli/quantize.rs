@@ -156,9 +156,8 @@ pub fn run(a: QuantizeArgs, out: &Output) -> anyhow::Result<()> {
     let (calib, calib_shape, source) = match (a.calib.as_str(), a.recon.lowpass_sigma(a.recon.method(low).is_some(), h.min(w))) {
         ("distilled", Some(sigma)) => {
             let domain = distill::InputDomain::from_preprocess(&preprocess, c);
-            let data = distill::lowpass::with_lowpass_copies(&calib, calib_shape, sigma, &domain);
-            let n = calib_shape[0];
-            (data, [2 * n, c, h, w], format!("{source} + {n} low-pass copies (σ {sigma:.2} px)"))
+            let (data, shape) = distill::lowpass::with_lowpass_copies(&calib, calib_shape, sigma, &domain);
+            (data, shape, format!("{source} + {} low-pass copies (σ {sigma:.2} px)", calib_shape[0]))
         }
         _ => (calib, calib_shape, source),
     };

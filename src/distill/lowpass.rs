@@ -19,10 +19,10 @@ pub fn sigma_for(side: usize) -> Option<f32> {
     (s >= 0.5).then_some(s)
 }
 
-/// `data` (`[N, C, H, W]`) followed by one low-pass copy of each image: each channel blurred with a
-/// Gaussian of `sigma` pixels (mirrored at the edges), shifted and scaled back to the original channel's
-/// mean and standard deviation, and clipped to `domain`'s box.
-pub fn with_lowpass_copies(data: &[f32], shape: [usize; 4], sigma: f32, domain: &InputDomain) -> Vec<f32> {
+/// `data` (`[N, C, H, W]`) followed by one low-pass copy of each image, and its shape (`[2N, C, H, W]`):
+/// each channel blurred with a Gaussian of `sigma` pixels (mirrored at the edges), shifted and scaled back
+/// to the original channel's mean and standard deviation, and clipped to `domain`'s box.
+pub fn with_lowpass_copies(data: &[f32], shape: [usize; 4], sigma: f32, domain: &InputDomain) -> (Vec<f32>, [usize; 4]) {
     let [n, c, h, w] = shape;
     let kernel = gaussian(sigma);
     let mut out = Vec::with_capacity(2 * data.len());
@@ -36,7 +36,7 @@ pub fn with_lowpass_copies(data: &[f32], shape: [usize; 4], sigma: f32, domain: 
         let (lo, hi) = (domain.lo.get(ch).copied().unwrap_or(f32::NEG_INFINITY), domain.hi.get(ch).copied().unwrap_or(f32::INFINITY));
         out.extend(blurred.iter().map(|&v| ((v - m1) * scale + m0).clamp(lo, hi)));
     }
-    out
+    (out, [2 * n, c, h, w])
 }
 
 fn gaussian(sigma: f32) -> Vec<f32> {
@@ -113,8 +113,8 @@ mod tests {
         let shape = [2, 3, 40, 40];
         let data: Vec<f32> = noise(2 * 3 * 40 * 40, 7).iter().map(|v| v * 0.5).collect();
         let domain = InputDomain { lo: vec![-0.6; 3], hi: vec![1.0; 3], mean: vec![0.0; 3], std: vec![0.5; 3] };
-        let out = with_lowpass_copies(&data, shape, 2.0, &domain);
-        assert_eq!(out.len(), 2 * data.len());
+        let (out, out_shape) = with_lowpass_copies(&data, shape, 2.0, &domain);
+        assert_eq!((out.len(), out_shape), (2 * data.len(), [4, 3, 40, 40]));
         assert_eq!(&out[..data.len()], &data[..], "the originals come first, unchanged");
         for (i, (orig, copy)) in data.chunks_exact(1600).zip(out[data.len()..].chunks_exact(1600)).enumerate() {
             assert!(neighbour_diff(copy, 40) < 0.4 * neighbour_diff(orig, 40), "plane {i}: not smoothed");
@@ -125,7 +125,7 @@ mod tests {
             assert!((m1 - m0).abs() < 0.1 && (s1 - s0).abs() < 0.1 * s0.max(0.1), "plane {i}: mean {m0}→{m1}, std {s0}→{s1}");
         }
         let open = InputDomain::standard(3);
-        let out = with_lowpass_copies(&data, shape, 2.0, &open);
+        let (out, _) = with_lowpass_copies(&data, shape, 2.0, &open);
         for (orig, copy) in data.chunks_exact(1600).zip(out[data.len()..].chunks_exact(1600)) {
             let ((m0, s0), (m1, s1)) = (mean_std(orig), mean_std(copy));
             assert!((m1 - m0).abs() < 1e-5 && (s1 - s0).abs() < 1e-4, "unclipped: mean {m0}→{m1}, std {s0}→{s1}");
